@@ -1,0 +1,59 @@
+"""Client builders for one process. Nothing here runs at import time."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as redis
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+
+from config.settings import Settings
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sns import SNSClient
+    from types_aiobotocore_sqs import SQSClient
+
+
+def aws_client_kwargs(settings: Settings, *, pool: int = 10) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "region_name": settings.aws_region,
+        "config": AioConfig(
+            max_pool_connections=pool,
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=max(30, settings.receive_wait_seconds + 10),
+        ),
+    }
+    if settings.aws_endpoint_url:
+        kwargs["endpoint_url"] = settings.aws_endpoint_url
+        # Local emulators accept any credentials; real AWS uses the default chain.
+        kwargs["aws_access_key_id"] = settings.aws_access_key_id or "test"
+        kwargs["aws_secret_access_key"] = settings.aws_secret_access_key or "test"
+    return kwargs
+
+
+async def open_sqs(stack: AsyncExitStack, settings: Settings, *, pool: int = 10) -> SQSClient:
+    """One SQS client whose connection pool fits pollers + deletes + heartbeats."""
+    client = get_session().create_client("sqs", **aws_client_kwargs(settings, pool=pool))
+    return await stack.enter_async_context(client)
+
+
+async def open_sns(stack: AsyncExitStack, settings: Settings, *, pool: int = 10) -> SNSClient:
+    client = get_session().create_client("sns", **aws_client_kwargs(settings, pool=pool))
+    return await stack.enter_async_context(client)
+
+
+async def open_redis(
+    stack: AsyncExitStack, settings: Settings, *, max_connections: int = 32
+) -> redis.Redis:
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        max_connections=max_connections,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+    stack.push_async_callback(client.aclose)
+    return client

@@ -1,0 +1,72 @@
+"""The one typed settings object (DESIGN §3.2). Nothing else reads the environment."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Process configuration, validated at start-up.
+
+    The first block is the contract; the rest are tuning knobs with defaults an
+    operator rarely needs to touch. Durations are seconds.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/socialpipe"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    aws_endpoint_url: str | None = None
+    aws_region: str = "us-east-1"
+    events_topic: str = "social-events"
+    feed_queue: str = "feed-fanout"
+    search_queue: str = "search-indexing"
+    notifications_queue: str = "notifications"
+    search_backend: Literal["postgres", "opensearch"] = "postgres"
+    opensearch_url: str = "http://127.0.0.1:9200"
+    feed_max_length: int = Field(default=800, ge=1, le=100_000)
+    fanout_batch_size: int = Field(default=1000, ge=1, le=5000)
+    fanout_parallelism: int = Field(default=4, ge=1, le=64)
+    metrics_port: int = Field(default=9100, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    event_transport: Literal["sqs", "kafka"] = "sqs"
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+
+    # Credentials only matter against an emulator; on AWS the default chain applies.
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+
+    visibility_timeout: int = Field(default=30, ge=1, le=43_200)
+    max_receive_count: int = Field(default=4, ge=1, le=1000)
+    retry_base_seconds: float = Field(default=2.0, gt=0)
+    retry_max_seconds: float = Field(default=300.0, gt=0)
+    inprocess_retries: int = Field(default=3, ge=0, le=10)
+    inprocess_retry_base_seconds: float = Field(default=0.05, ge=0)
+    pollers: int = Field(default=2, ge=1, le=32)
+    receive_wait_seconds: int = Field(default=20, ge=0, le=20)
+    shutdown_grace_seconds: float = Field(default=25.0, gt=0)
+    connections_cache_ttl: int = Field(default=300, ge=1)
+    connections_stale_ttl: int = Field(default=86_400, ge=1)
+    fanout_marker_ttl: int = Field(default=86_400, ge=3600)
+    breaker_failure_rate: float = Field(default=0.5, gt=0, le=1)
+    breaker_window_seconds: float = Field(default=60.0, gt=0)
+    breaker_min_calls: int = Field(default=10, ge=1)
+    breaker_call_timeout: float = Field(default=2.0, gt=0)
+    breaker_open_seconds: float = Field(default=30.0, gt=0)
+
+
+class SettingsError(Exception):
+    """Raised with one readable sentence when the environment is invalid."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (plus `overrides`), turning validation errors into one sentence."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "configuration"
+        raise SettingsError(f"Invalid {name}: {first['msg']}.") from None

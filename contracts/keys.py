@@ -1,0 +1,32 @@
+"""Redis key formats (DESIGN §3.5) and queue/topic naming, in one place."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Final
+
+FEED_PREFIX: Final = "feed:"
+
+
+def feed_key(user_id: uuid.UUID | str) -> str:
+    """`feed:{userId}`: newest post id at the head (contract)."""
+    return f"{FEED_PREFIX}{user_id}"
+
+
+def connections_cache_key(user_id: uuid.UUID | str) -> str:
+    """Cached accepted-connection ids of a user (packed 16-byte UUIDs)."""
+    return f"conn:{user_id}"
+
+
+def fanout_marker_key(post_id: uuid.UUID | str) -> str:
+    """Which fan-out batches of a post are done, and which attempt owns the post."""
+    return f"fanout:{post_id}"
+
+
+def unread_notifications_key(user_id: uuid.UUID | str) -> str:
+    return f"notif:unread:{user_id}"
+
+
+def dlq_name(queue: str) -> str:
+    """Dead-letter queue of a source queue (contract: `<name>-dlq`)."""
+    return f"{queue}-dlq"

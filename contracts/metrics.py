@@ -1,0 +1,73 @@
+"""Prometheus metric names, defined once (alert rules and dashboards use them)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS: Final = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    1.5,
+    2.0,
+    3.0,
+    5.0,
+    7.5,
+    10.0,
+    30.0,
+    60.0,
+)
+
+MESSAGES_RECEIVED = Counter(
+    "socialpipe_messages_received_total", "Messages received from a queue.", ["queue"]
+)
+MESSAGES_ACKED = Counter(
+    "socialpipe_messages_acked_total", "Messages handled and deleted.", ["queue"]
+)
+MESSAGES_RETRIED = Counter(
+    "socialpipe_messages_retried_total",
+    "Messages released for a later retry.",
+    ["queue", "error_type"],
+)
+MESSAGES_DEAD_LETTERED = Counter(
+    "socialpipe_messages_dead_lettered_total",
+    "Messages moved to the dead-letter queue.",
+    ["queue", "error_type"],
+)
+HANDLER_DURATION = Histogram(
+    "socialpipe_handler_duration_seconds",
+    "Time a handler call took.",
+    ["queue"],
+    buckets=LATENCY_BUCKETS,
+)
+END_TO_END_LATENCY = Histogram(
+    "socialpipe_end_to_end_latency_seconds",
+    "From the envelope's occurredAt to the read model written.",
+    ["pipeline", "event_type"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge("socialpipe_in_flight_messages", "Messages being handled.", ["queue"])
+FANOUT_TARGETS_WRITTEN = Counter(
+    "socialpipe_fanout_targets_written_total", "Feeds that received a post id."
+)
+FANOUT_TARGETS_SKIPPED = Counter(
+    "socialpipe_fanout_targets_skipped_total", "Feeds that already held the post id."
+)
+FANOUT_TARGETS_FAILED = Counter(
+    "socialpipe_fanout_targets_failed_total", "Feeds a push to failed (retried later)."
+)
+BREAKER_STATE = Gauge(
+    "socialpipe_circuit_breaker_state",
+    "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+    ["breaker"],
+)
+DLQ_DEPTH = Gauge(
+    "socialpipe_dlq_depth", "ApproximateNumberOfMessages of a dead-letter queue.", ["queue"]
+)

@@ -1,0 +1,48 @@
+"""Ports the pipelines need. Real adapters live beside the code that owns them;
+unit-test fakes live in `tests/fakes.py`."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class ConnectionSource(Protocol):
+    """The source of truth for who is connected to whom."""
+
+    async def accepted_connections(self, user_id: uuid.UUID) -> list[uuid.UUID]:
+        """Every user joined to `user_id` by an accepted connection, either direction."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What one distribution round trip did."""
+
+    written: int
+    skipped: int
+    failed: tuple[str, ...] = ()
+    already_done: bool = False
+
+
+class FeedStore(Protocol):
+    """The Redis feed lists (`feed:{userId}`)."""
+
+    async def push_batch(
+        self,
+        post_id: uuid.UUID,
+        recipients: Sequence[uuid.UUID],
+        *,
+        digest: str,
+        owner: str,
+        careful: bool,
+    ) -> BatchResult:
+        """Atomically push `post_id` to each recipient's feed, skip feeds that hold it,
+        trim, and remember the batch `digest` as done for this post."""
+        ...
+
+    async def head(self, user_id: uuid.UUID, count: int) -> list[uuid.UUID]:
+        """The newest `count` post ids of a feed."""
+        ...

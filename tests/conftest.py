@@ -1,0 +1,130 @@
+"""Shared fixtures: real PostgreSQL, Redis and a moto server on loopback.
+
+Each test session gets its own database (created, migrated, dropped) and its
+own Redis logical database; every test starts from empty tables, an empty
+Redis database and a reset moto server, so no test sees another's leftovers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as redis_asyncio
+from moto.server import ThreadedMotoServer
+
+from config.clients import open_sns, open_sqs
+from config.settings import Settings
+from store.db import create_pool, drop_database, with_database
+from store.migrate import upgrade
+
+_BASE = Settings()
+TEST_DB = f"socialpipe_test_{os.getpid()}"
+TEST_REDIS_DB = 1 + os.getpid() % 15
+
+
+def _redis_url() -> str:
+    base = _BASE.redis_url.rsplit("/", 1)[0] if _BASE.redis_url.count("/") > 2 else _BASE.redis_url
+    return f"{base}/{TEST_REDIS_DB}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_url: str) -> str:
+    """A freshly reset moto server; returns its endpoint URL."""
+    req = urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")
+    urllib.request.urlopen(req, timeout=10).close()
+    return moto_url
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    url = with_database(_BASE.database_url, TEST_DB)
+    await drop_database(url)
+    await upgrade(url)
+    yield url
+    await drop_database(url)
+
+
+@pytest.fixture(scope="session")
+async def pg_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, max_size=10)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def db(pg_pool: asyncpg.Pool) -> asyncpg.Pool:
+    """The session's pool over empty tables."""
+    async with pg_pool.acquire() as conn:
+        tables = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            " AND tablename <> 'schema_migrations'"
+        )
+        if tables:
+            names = ", ".join(f'"{t["tablename"]}"' for t in tables)
+            await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    return pg_pool
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[redis_asyncio.Redis]:
+    client = redis_asyncio.Redis.from_url(_redis_url())
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings pointing at the test services, with timings fit for tests."""
+    values: dict[str, Any] = {
+        "database_url": with_database(_BASE.database_url, TEST_DB),
+        "redis_url": _redis_url(),
+        "metrics_port": 0,
+        "receive_wait_seconds": 1,
+        "visibility_timeout": 10,
+        "retry_base_seconds": 0.2,
+        "retry_max_seconds": 2.0,
+        "inprocess_retry_base_seconds": 0.01,
+        "shutdown_grace_seconds": 5.0,
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def settings(aws: str, database_url: str) -> Settings:
+    return make_settings(aws_endpoint_url=aws)
+
+
+@pytest.fixture
+async def sqs(settings: Settings) -> AsyncIterator[Any]:
+    async with AsyncExitStack() as stack:
+        yield await open_sqs(stack, settings)
+
+
+@pytest.fixture
+async def sns(settings: Settings) -> AsyncIterator[Any]:
+    async with AsyncExitStack() as stack:
+        yield await open_sns(stack, settings)

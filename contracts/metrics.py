@@ -71,3 +71,15 @@ BREAKER_STATE = Gauge(
 DLQ_DEPTH = Gauge(
     "socialpipe_dlq_depth", "ApproximateNumberOfMessages of a dead-letter queue.", ["queue"]
 )
+OUTBOX_LAG = Gauge(
+    "socialpipe_outbox_lag_seconds", "Age of the oldest unpublished outbox row (0 when none)."
+)
+OUTBOX_PUBLISHED = Counter(
+    "socialpipe_outbox_published_total", "Outbox events published to the topic.", ["event_type"]
+)
+OUTBOX_PUBLISH_FAILURES = Counter(
+    "socialpipe_outbox_publish_failures_total", "Outbox events whose publish attempt failed."
+)
+NOTIFICATIONS_CREATED = Counter(
+    "socialpipe_notifications_created_total", "Notification rows written.", ["kind"]
+)

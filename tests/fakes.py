@@ -1,0 +1,53 @@
+"""Fakes shared by the tests, written once (STYLE §3)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+
+
+class FakeClock:
+    """A monotonic clock tests move by hand; call it like `time.monotonic`."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class SourceDown(ConnectionError):
+    """The failure a `FakeConnectionSource` raises when told to fail."""
+
+
+class FakeConnectionSource:
+    """An in-memory `ConnectionSource` with failure and latency injection.
+
+    `fail_next` calls raise `SourceDown` (all calls while `down` is set);
+    `delay` seconds are awaited before answering, to provoke timeouts.
+    """
+
+    def __init__(self) -> None:
+        self._graph: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
+        self.calls = 0
+        self.fail_next = 0
+        self.down = False
+        self.delay = 0.0
+
+    def connect(self, a: uuid.UUID, *others: uuid.UUID) -> None:
+        for b in others:
+            self._graph[a].add(b)
+            self._graph[b].add(a)
+
+    async def accepted_connections(self, user_id: uuid.UUID) -> list[uuid.UUID]:
+        self.calls += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.down or self.fail_next > 0:
+            self.fail_next = max(0, self.fail_next - 1)
+            raise SourceDown(f"connection source unavailable for {user_id}")
+        return sorted(self._graph[user_id])

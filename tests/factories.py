@@ -1,0 +1,125 @@
+"""Realistic events and SQS messages for tests."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from contracts.events import (
+    CommentCreated,
+    ConnectionAccepted,
+    ConnectionRequested,
+    Envelope,
+    PostCreated,
+    UserProfileUpdated,
+    new_envelope,
+    utcnow,
+)
+
+_counter = itertools.count(1)
+
+
+def post_created(
+    *,
+    post_id: uuid.UUID | None = None,
+    author_id: uuid.UUID | None = None,
+    created_at: datetime | None = None,
+    correlation_id: str | None = None,
+) -> Envelope:
+    payload = PostCreated(
+        post_id=post_id or uuid.uuid4(),
+        author_id=author_id or uuid.uuid4(),
+        created_at=created_at or utcnow(),
+    )
+    return new_envelope(payload, correlation_id=correlation_id)
+
+
+def profile_updated(*, user_id: uuid.UUID | None = None, version: int | None = None) -> Envelope:
+    payload = UserProfileUpdated(
+        user_id=user_id or uuid.uuid4(), updated_at=utcnow(), version=version
+    )
+    return new_envelope(payload)
+
+
+def connection_requested(
+    *, requester_id: uuid.UUID | None = None, addressee_id: uuid.UUID | None = None
+) -> Envelope:
+    payload = ConnectionRequested(
+        connection_id=uuid.uuid4(),
+        requester_id=requester_id or uuid.uuid4(),
+        addressee_id=addressee_id or uuid.uuid4(),
+        created_at=utcnow(),
+    )
+    return new_envelope(payload)
+
+
+def connection_accepted(
+    *, requester_id: uuid.UUID | None = None, addressee_id: uuid.UUID | None = None
+) -> Envelope:
+    payload = ConnectionAccepted(
+        connection_id=uuid.uuid4(),
+        requester_id=requester_id or uuid.uuid4(),
+        addressee_id=addressee_id or uuid.uuid4(),
+        accepted_at=utcnow(),
+    )
+    return new_envelope(payload)
+
+
+def comment_created(*, post_author_id: uuid.UUID | None = None) -> Envelope:
+    payload = CommentCreated(
+        comment_id=uuid.uuid4(),
+        post_id=uuid.uuid4(),
+        author_id=uuid.uuid4(),
+        post_author_id=post_author_id or uuid.uuid4(),
+        created_at=utcnow(),
+    )
+    return new_envelope(payload)
+
+
+def sns_notification(envelope: Envelope, topic_arn: str = "arn:aws:sns:us-east-1:1:t") -> bytes:
+    """The body SQS holds when a subscription does not use raw delivery."""
+    return orjson.dumps(
+        {
+            "Type": "Notification",
+            "MessageId": str(uuid.uuid4()),
+            "TopicArn": topic_arn,
+            "Message": envelope.to_json().decode(),
+            "Timestamp": "2026-11-29T10:00:00.000Z",
+            "MessageAttributes": {
+                k: {"Type": "String", "Value": v} for k, v in envelope.attributes().items()
+            },
+        }
+    )
+
+
+def sqs_message(
+    *,
+    body: str | bytes | Envelope | None = None,
+    receive_count: int = 1,
+    message_id: str | None = None,
+    attributes: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """One entry of a ReceiveMessage response, as aiobotocore returns it."""
+    if body is None:
+        body = post_created()
+    if isinstance(body, Envelope):
+        attributes = {**body.attributes(), **(attributes or {})}
+        body = body.to_json()
+    text = body.decode() if isinstance(body, bytes) else body
+    n = next(_counter)
+    return {
+        "MessageId": message_id or str(uuid.uuid4()),
+        "ReceiptHandle": f"receipt-{n}-{uuid.uuid4().hex}",
+        "Body": text,
+        "Attributes": {
+            "ApproximateReceiveCount": str(receive_count),
+            "SentTimestamp": "1795950000000",
+        },
+        "MessageAttributes": {
+            k: {"DataType": "String", "StringValue": v} for k, v in (attributes or {}).items()
+        },
+    }

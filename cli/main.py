@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from cli import migrate
+from cli import relay as relay_cmd
 
 app = typer.Typer(
     name="socialpipe",
@@ -14,6 +15,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(migrate.app, name="migrate")
+app.command("relay")(relay_cmd.relay)
 
 
 def main() -> None:

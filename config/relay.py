@@ -1,0 +1,65 @@
+"""Composition root of `socialpipe relay`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from contextlib import AsyncExitStack
+from typing import Any
+
+import asyncpg
+from prometheus_client import start_http_server
+
+from config.clients import open_sns
+from config.logging import configure_logging
+from config.settings import Settings
+from pipelines.relay.ports import EventPublisher
+from pipelines.relay.relay import OutboxRelay, RelayOptions
+from pipelines.relay.sns import SnsPublisher
+from store.db import create_pool
+
+
+async def build_relay(
+    stack: AsyncExitStack,
+    settings: Settings,
+    *,
+    options: RelayOptions | None = None,
+    publisher: EventPublisher | None = None,
+    pool: Any = None,
+) -> OutboxRelay:
+    """Build the relay with its pool, listener connection and SNS publisher."""
+    if pool is None:
+        pool = await create_pool(settings.database_url, min_size=1, max_size=4)
+        stack.push_async_callback(pool.close)
+    if publisher is None:
+        sns = await open_sns(stack, settings, pool=20)
+        # CreateTopic is idempotent and the cheapest way to learn the ARN.
+        topic_arn = (await sns.create_topic(Name=settings.events_topic))["TopicArn"]
+        publisher = SnsPublisher(sns, topic_arn)
+    defaults = RelayOptions(
+        inprocess_retries=settings.inprocess_retries,
+        inprocess_retry_base=settings.inprocess_retry_base_seconds,
+    )
+
+    async def listen() -> Any:
+        return await asyncpg.connect(settings.database_url)
+
+    return OutboxRelay(pool, publisher, options or defaults, listen=listen)
+
+
+async def run_relay(
+    settings: Settings, *, burst: bool = False, options: RelayOptions | None = None
+) -> None:
+    """Run the relay until SIGTERM/SIGINT (or, with `burst`, until the outbox is drained)."""
+    configure_logging("relay", settings.log_level)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with AsyncExitStack() as stack:
+        relay = await build_relay(stack, settings, options=options)
+        await relay.run(stop, burst=burst)

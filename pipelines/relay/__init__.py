@@ -1,0 +1,1 @@
+"""The outbox relay: pending outbox rows → the events topic, at least once."""

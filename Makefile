@@ -1,0 +1,78 @@
+# socialpipe developer and CI entry points. `make help` lists them.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Reinstall only when pyproject.toml changed: the stamp's name carries its hash.
+PYPROJECT_HASH := $(shell $(PYTHON) -c "import hashlib; print(hashlib.sha256(open('pyproject.toml', 'rb').read()).hexdigest()[:16])")
+STAMP := $(VENV)/.installed-$(PYPROJECT_HASH)
+SERVICES := $(BIN)/python scripts/services.py
+PYTEST_ARGS ?=
+DEMO_ARGS ?=
+
+# Exports DATABASE_URL/REDIS_URL of embedded servers when the configured ones do
+# not answer, and stops those servers when the recipe ends (KEEP_SERVICES=1 keeps them).
+define with_services
+set -euo pipefail; \
+exports="$$($(SERVICES) ensure)"; eval "$$exports"; \
+if [ -n "$$exports" ] && [ -z "$${KEEP_SERVICES:-}" ]; then trap '$(SERVICES) stop' EXIT; fi;
+endef
+
+.PHONY: help venv services services-stop test lint format typecheck demo bench clean distclean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP):
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing socialpipe[dev] into $(VENV)"
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' \
+		> $(VENV)/pip-install.log 2>&1 || { cat $(VENV)/pip-install.log >&2; exit 1; }
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+venv: $(STAMP) ## Create .venv and install the project with its dev tools
+
+services: venv ## Start embedded PostgreSQL/Redis if none answer (kept running)
+	@$(SERVICES) ensure
+
+services-stop: venv ## Stop embedded PostgreSQL/Redis started under .run/
+	@$(SERVICES) stop
+
+test: venv ## Lint, type-check and run the whole test suite
+	@$(with_services) \
+	echo "== ruff check"; $(BIN)/ruff check .; \
+	echo "== ruff format --check"; $(BIN)/ruff format --check .; \
+	echo "== mypy"; $(BIN)/mypy .; \
+	echo "== pytest"; rc=0; $(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
+
+lint: venv ## ruff check and ruff format --check
+	@$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: venv ## Apply ruff's fixes and formatting
+	@$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+typecheck: venv ## mypy --strict over the repository
+	@$(BIN)/mypy .
+
+demo: venv ## Run the whole system on embedded defaults with a minute of posts
+	@$(with_services) \
+	$(BIN)/socialpipe migrate up; \
+	$(BIN)/socialpipe demo $(DEMO_ARGS)
+
+bench: venv ## Run the fan-out benchmark (python -m bench.fanout)
+	@$(with_services) \
+	$(BIN)/python -m bench.fanout
+
+clean: ## Stop embedded services; remove caches, build output and .run/
+	@if [ -x $(BIN)/python ]; then $(SERVICES) stop; fi
+	@rm -rf .run build dist out .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+	@find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean ## clean, and remove .venv too
+	@rm -rf $(VENV)

@@ -1,5 +1,6 @@
-"""Ports the pipelines need. Real adapters live beside the code that owns them;
-unit-test fakes live in `tests/fakes.py`."""
+"""Ports the feed pipeline needs. Real adapters live beside the code that owns
+them (`store/connections.py`, `pipelines/feed/redis_feeds.py`); unit-test fakes
+live in `tests/fakes.py`."""
 
 from __future__ import annotations
 
@@ -19,11 +20,16 @@ class ConnectionSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
-    """What one distribution round trip did."""
+    """What one distribution round trip did.
+
+    `failed` are the recipients whose feed could not be written (e.g. the key
+    holds another type); every other recipient was served. `already_done` means
+    the batch digest was marked done before, so nothing was touched.
+    """
 
     written: int
     skipped: int
-    failed: tuple[str, ...] = ()
+    failed: tuple[uuid.UUID, ...] = ()
     already_done: bool = False
 
 
@@ -40,7 +46,10 @@ class FeedStore(Protocol):
         careful: bool,
     ) -> BatchResult:
         """Atomically push `post_id` to each recipient's feed, skip feeds that hold it,
-        trim, and remember the batch `digest` as done for this post."""
+        trim, and remember the batch `digest` as done for this post once no feed failed.
+
+        `owner` identifies one handling attempt; a second attempt on the same post,
+        or `careful=True`, makes the push check each feed for the post first."""
         ...
 
     async def head(self, user_id: uuid.UUID, count: int) -> list[uuid.UUID]:

@@ -1,0 +1,72 @@
+"""Composition root of the feed fan-out pipeline (`socialpipe worker feed`)."""
+
+from __future__ import annotations
+
+import time
+from contextlib import AsyncExitStack
+
+import redis.asyncio as aioredis
+
+from config.clients import open_redis
+from config.settings import Settings
+from pipelines.feed.breaker import CircuitBreaker, Clock
+from pipelines.feed.distribution import Distributor
+from pipelines.feed.enrichment import ConnectionLookup
+from pipelines.feed.handler import FeedHandler
+from pipelines.feed.ports import ConnectionSource
+from pipelines.feed.redis_feeds import RedisFeedStore
+from store.connections import PgConnectionSource
+from store.db import create_pool
+
+
+async def build_feed_handler(
+    stack: AsyncExitStack,
+    settings: Settings,
+    *,
+    connection_source: ConnectionSource | None = None,
+    redis: aioredis.Redis | None = None,
+    clock: Clock | None = None,
+) -> FeedHandler:
+    """Build the feed handler, opening PostgreSQL and Redis unless they are given.
+
+    Clients opened here are closed by `stack`; given ones belong to the caller.
+    `clock` (monotonic seconds) drives the circuit breaker.
+    """
+    if connection_source is None:
+        pool = await create_pool(settings.database_url)
+        stack.push_async_callback(pool.close)
+        connection_source = PgConnectionSource(pool)
+    if redis is None:
+        # Parallel batches plus cache reads; a few spare for the runtime's concurrency.
+        redis = await open_redis(stack, settings, max_connections=settings.fanout_parallelism + 16)
+    breaker = CircuitBreaker(
+        "connections",
+        failure_rate=settings.breaker_failure_rate,
+        window_seconds=settings.breaker_window_seconds,
+        min_calls=settings.breaker_min_calls,
+        call_timeout=settings.breaker_call_timeout,
+        open_seconds=settings.breaker_open_seconds,
+        clock=clock or time.monotonic,
+    )
+    lookup = ConnectionLookup(
+        connection_source,
+        redis,
+        breaker,
+        fresh_ttl=settings.connections_cache_ttl,
+        stale_ttl=settings.connections_stale_ttl,
+    )
+    store = RedisFeedStore(
+        redis, max_length=settings.feed_max_length, marker_ttl=settings.fanout_marker_ttl
+    )
+    distributor = Distributor(
+        store,
+        parallelism=settings.fanout_parallelism,
+        retries=2,
+        retry_base_seconds=settings.inprocess_retry_base_seconds,
+    )
+    return FeedHandler(
+        lookup=lookup,
+        distributor=distributor,
+        batch_size=settings.fanout_batch_size,
+        marker_ttl=settings.fanout_marker_ttl,
+    )

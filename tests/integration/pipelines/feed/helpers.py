@@ -1,0 +1,89 @@
+"""Builders for feed pipeline integration tests: users, connections, events."""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import AsyncExitStack
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import redis.asyncio as redis_asyncio
+
+from config.feed import build_feed_handler
+from contracts.events import ConnectionAccepted, Envelope, PostCreated, new_envelope, utcnow
+from contracts.keys import feed_key
+from pipelines.feed.handler import FeedHandler
+from pipelines.feed.ports import ConnectionSource
+from tests.conftest import make_settings
+from tests.fakes import FakeClock
+
+
+async def add_users(db: asyncpg.Pool, count: int) -> list[uuid.UUID]:
+    ids = [uuid.uuid4() for _ in range(count)]
+    async with db.acquire() as conn:
+        await conn.copy_records_to_table(
+            "users", records=[(u, f"{u}@example.test") for u in ids], columns=["id", "email"]
+        )
+    return ids
+
+
+async def connect(
+    db: asyncpg.Pool, requester: uuid.UUID, addressees: list[uuid.UUID], status: str = "accepted"
+) -> None:
+    async with db.acquire() as conn:
+        await conn.copy_records_to_table(
+            "connections",
+            records=[(requester, a, status) for a in addressees],
+            columns=["requester_id", "addressee_id", "status"],
+        )
+
+
+def post_created(
+    author: uuid.UUID, post: uuid.UUID | None = None, occurred_at: datetime | None = None
+) -> Envelope:
+    when = occurred_at or utcnow()
+    payload = PostCreated(post_id=post or uuid.uuid4(), author_id=author, created_at=when)
+    return new_envelope(payload, occurred_at=when)
+
+
+def connection_accepted(requester: uuid.UUID, addressee: uuid.UUID) -> Envelope:
+    payload = ConnectionAccepted(
+        connection_id=uuid.uuid4(),
+        requester_id=requester,
+        addressee_id=addressee,
+        accepted_at=utcnow(),
+    )
+    return new_envelope(payload)
+
+
+async def feed(client: redis_asyncio.Redis, user: uuid.UUID) -> list[str]:
+    return [_text(v) for v in await client.lrange(feed_key(user), 0, -1)]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def post_id(event: Envelope) -> str:
+    """The post id of a PostCreated envelope, as feeds hold it."""
+    assert isinstance(event.payload, PostCreated)
+    return str(event.payload.post_id)
+
+
+async def build(
+    stack: AsyncExitStack,
+    client: redis_asyncio.Redis,
+    *,
+    source: ConnectionSource | None = None,
+    clock: FakeClock | None = None,
+    **overrides: Any,
+) -> FeedHandler:
+    """A feed handler on the test services (PostgreSQL unless `source` is given)."""
+    return await build_feed_handler(
+        stack,
+        make_settings(**overrides),
+        connection_source=source,
+        redis=client,
+        clock=clock,
+    )

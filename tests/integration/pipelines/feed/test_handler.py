@@ -1,0 +1,222 @@
+"""The feed handler end to end on real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from datetime import timedelta
+
+import asyncpg
+import pytest
+import redis.asyncio as redis_asyncio
+
+from contracts.events import utcnow
+from contracts.keys import connections_cache_key, feed_key
+from contracts.outcomes import ACK, Retry
+from tests.integration.pipelines.feed.helpers import (
+    add_users,
+    build,
+    connect,
+    connection_accepted,
+    feed,
+    post_created,
+    post_id,
+)
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[AsyncExitStack]:
+    async with AsyncExitStack() as s:
+        yield s
+
+
+async def test_connections_in_both_directions_get_the_post_at_the_head(
+    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+) -> None:
+    # GIVEN an author who asked one user and was asked by another, both accepted,
+    # and whose feeds already hold an older post
+    author, asked, asker = await add_users(db, 3)
+    await connect(db, author, [asked])
+    await connect(db, asker, [author])
+    for user in (asked, asker):
+        await redis_client.lpush(feed_key(user), "older-post")
+    handler = await build(stack, redis_client)
+    event = post_created(author)
+
+    # WHEN the post is handled
+    outcomes = await handler.handle([event])
+
+    # THEN both connections have it at the head, the author does not
+    assert outcomes == [ACK]
+    post = post_id(event)
+    assert await feed(redis_client, asked) == [post, "older-post"]
+    assert await feed(redis_client, asker) == [post, "older-post"]
+    assert await feed(redis_client, author) == []
+
+
+async def test_pending_declined_and_strangers_get_nothing(
+    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+) -> None:
+    # GIVEN one accepted, one pending, one declined connection and a stranger
+    author, friend, pending, declined, stranger = await add_users(db, 5)
+    await connect(db, author, [friend])
+    await connect(db, author, [pending], status="pending")
+    await connect(db, declined, [author], status="declined")
+    handler = await build(stack, redis_client)
+
+    # WHEN a post is handled
+    assert await handler.handle([post_created(author)]) == [ACK]
+
+    # THEN only the accepted connection has a feed
+    assert len(await feed(redis_client, friend)) == 1
+    for user in (pending, declined, stranger):
+        assert await feed(redis_client, user) == []
+
+
+async def test_duplicate_delivery_leaves_one_entry_per_feed(
+    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+) -> None:
+    # GIVEN an author with connections spread over several batches
+    author, *friends = await add_users(db, 26)
+    await connect(db, author, friends)
+    handler = await build(stack, redis_client, fanout_batch_size=10)
+    event = post_created(author)
+
+    # WHEN the same event is handled three times
+    for _ in range(3):
+        assert await handler.handle([event]) == [ACK]
+
+    # THEN every feed holds the post exactly once
+    post = post_id(event)
+    for friend in friends:
+        assert await feed(redis_client, friend) == [post]
+
+
+async def test_author_with_12000_connections_reaches_all(
+    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+) -> None:
+    # GIVEN an author with 12,000 accepted connections, half in each direction
+    author, *friends = await add_users(db, 12_001)
+    await connect(db, author, friends[:6000])
+    async with db.acquire() as conn:
+        await conn.copy_records_to_table(
+            "connections",
+            records=[(f, author, "accepted") for f in friends[6000:]],
+            columns=["requester_id", "addressee_id", "status"],
+        )
+    handler = await build(stack, redis_client)
+
+    # WHEN a post is handled
+    event = post_created(author)
+    assert await handler.handle([event]) == [ACK]
+
+    # THEN every one of them has it
+    post = post_id(event).encode()
+    async with redis_client.pipeline(transaction=False) as pipe:
+        for friend in friends:
+            pipe.lindex(feed_key(friend), 0)
+        heads = await pipe.execute()
+    assert heads.count(post) == 12_000
+
+
+async def test_feed_is_capped_with_newest_at_head(
+    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+) -> None:
+    # GIVEN a feed limit of 5 and a feed already over it (limit lowered later)
+    author, friend = await add_users(db, 2)
+    await connect(db, author, [friend])
+    await redis_client.rpush(feed_key(friend), *[f"old-{i}" for i in range(9)])
+    handler = await build(stack, redis_client, feed_max_length=5)
+
+    # WHEN 8 posts are handled
+    events = [post_created(author) for _ in range(8)]
+    for event in events:
+        assert await handler.handle([event]) == [ACK]
+
+    # THEN the feed holds exactly the 5 newest, newest first
+    newest = [post_id(e) for e in reversed(events)][:5]
+    assert await feed(redis_client, friend) == newest
+
+
+async def test_wrong_type_key_fails_only_that_target_and_redelivery_completes_it(
+    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+) -> None:
+    # GIVEN one connection whose feed key holds a string, in a batch with others
+    author, broken, *others = await add_users(db, 8)
+    await connect(db, author, [broken, *others])
+    await redis_client.set(feed_key(broken), "not a list")
+    handler = await build(stack, redis_client, fanout_batch_size=3)
+    event = post_created(author)
+    post = post_id(event)
+
+    # WHEN handled
+    [outcome] = await handler.handle([event])
+
+    # THEN the others are served, the outcome is a retry naming the broken target
+    assert isinstance(outcome, Retry)
+    assert str(broken) in outcome.reason
+    for user in others:
+        assert await feed(redis_client, user) == [post]
+
+    # WHEN the key is fixed and the event delivered again
+    await redis_client.delete(feed_key(broken))
+    assert await handler.handle([event]) == [ACK]
+
+    # THEN the missing target has it and nobody got it twice
+    for user in [broken, *others]:
+        assert await feed(redis_client, user) == [post]
+
+
+async def test_old_event_is_handled_carefully_skipping_feeds_that_hold_the_post(
+    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+) -> None:
+    # GIVEN an event older than the marker TTL whose post already reached one feed,
+    # and no marker left (it expired)
+    author, reached, missed = await add_users(db, 3)
+    await connect(db, author, [reached, missed])
+    event = post_created(author, occurred_at=utcnow() - timedelta(days=2))
+    post = post_id(event)
+    await redis_client.lpush(feed_key(reached), post, "newer-post")
+    handler = await build(stack, redis_client)
+
+    # WHEN handled
+    assert await handler.handle([event]) == [ACK]
+
+    # THEN the reached feed is untouched and the missed one got the post
+    assert await feed(redis_client, reached) == ["newer-post", post]
+    assert await feed(redis_client, missed) == [post]
+
+
+async def test_connection_accepted_invalidates_both_cached_lists(
+    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+) -> None:
+    # GIVEN two users whose connection lists are cached (each posted once)
+    a, b, c = await add_users(db, 3)
+    await connect(db, a, [c])
+    handler = await build(stack, redis_client)
+    for author in (a, b):
+        assert await handler.handle([post_created(author)]) == [ACK]
+        assert await redis_client.exists(connections_cache_key(author))
+
+    # WHEN a and b connect and the event is handled
+    await connect(db, a, [b])
+    assert await handler.handle([connection_accepted(a, b)]) == [ACK]
+
+    # THEN both caches are gone and the next post of b reaches a
+    assert not await redis_client.exists(connections_cache_key(a), connections_cache_key(b))
+    event = post_created(b)
+    assert await handler.handle([event]) == [ACK]
+    assert (await feed(redis_client, a))[0] == post_id(event)
+
+
+async def test_other_event_types_are_acknowledged_and_ignored(
+    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+) -> None:
+    from contracts.events import UserProfileUpdated, new_envelope
+
+    handler = await build(stack, redis_client)
+    event = new_envelope(UserProfileUpdated(user_id=uuid.uuid4(), updated_at=utcnow()))
+
+    assert await handler.handle([event]) == [ACK]
+    assert await redis_client.dbsize() == 0

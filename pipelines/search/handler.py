@@ -1,0 +1,149 @@
+"""Search indexing (seed PST-001): coalesce → aggregate → transform → check → bulk write."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+import structlog
+
+from contracts.errors import PipelineError, TransientError
+from contracts.events import Envelope, UserProfileUpdated, utcnow
+from contracts.metrics import END_TO_END_LATENCY
+from contracts.outcomes import ACK, DeadLetter, Outcome, Retry
+from pipelines.search.bulk import with_retries
+from pipelines.search.ports import SearchIndex, Tombstone, WriteReport
+from pipelines.search.postgres import is_transient
+from store.profiles import ProfileBatch, load_profiles
+from transforms.search_document import (
+    ProfileSource,
+    UserSearchDocument,
+    missing_fields,
+    to_search_document,
+)
+
+log = structlog.get_logger("pipelines.search")
+
+
+@dataclass(slots=True)
+class IndexResult:
+    """One indexing pass over a set of users: the write report and the refused users."""
+
+    report: WriteReport = field(default_factory=WriteReport)
+    invalid: dict[uuid.UUID, str] = field(default_factory=dict)
+
+
+def build_documents(
+    profiles: Sequence[ProfileSource],
+) -> tuple[list[UserSearchDocument], dict[uuid.UUID, str]]:
+    """Transform and check; a document missing a required field is refused alone."""
+    docs: list[UserSearchDocument] = []
+    invalid: dict[uuid.UUID, str] = {}
+    for profile in profiles:
+        doc = to_search_document(profile)
+        missing = missing_fields(doc)
+        if missing:
+            invalid[doc.user_id] = (
+                f"Search document of user {doc.user_id} lacks required field(s): "
+                f"{', '.join(missing)}."
+            )
+        else:
+            docs.append(doc)
+    return docs, invalid
+
+
+ProfileLoader = Callable[[Sequence[uuid.UUID]], Awaitable[ProfileBatch]]
+
+
+def pool_loader(pool: asyncpg.Pool) -> ProfileLoader:
+    """Load profiles from PostgreSQL, one aggregation query per call."""
+    return functools.partial(load_profiles, pool)
+
+
+async def index_users(
+    load: ProfileLoader, index: SearchIndex, user_ids: Sequence[uuid.UUID]
+) -> IndexResult:
+    """The indexing stage for a set of users, shared by the worker, rebuilds and the bench."""
+    batch = await with_retries(lambda: load(user_ids), is_transient=is_transient)
+    docs, invalid = build_documents(batch.profiles)
+    tombstones = [Tombstone(uid, version) for uid, version in batch.gone.items()]
+    report = await index.write(docs, tombstones)
+    return IndexResult(report, invalid)
+
+
+class SearchHandler:
+    """`EventHandler` of the `search-indexing` queue."""
+
+    name = "search"
+    max_batch = 10
+
+    def __init__(self, load: ProfileLoader, index: SearchIndex, *, ready_poll: float = 1.0) -> None:
+        self.load = load
+        self.index = index
+        self.ready_poll = ready_poll
+        self.last_result: IndexResult | None = None
+
+    async def handle(self, events: Sequence[Envelope]) -> Sequence[Outcome]:
+        """One outcome per envelope; a burst of updates of one user is one write."""
+        outcomes: list[Outcome | None] = [None] * len(events)
+        by_user: dict[uuid.UUID, list[int]] = {}
+        for i, envelope in enumerate(events):
+            payload = envelope.payload
+            if isinstance(payload, UserProfileUpdated):
+                by_user.setdefault(payload.user_id, []).append(i)
+            else:
+                outcomes[i] = DeadLetter(
+                    "InvalidEvent", f"search-indexing does not handle {envelope.event_type} events."
+                )
+        if by_user:
+            failure = await self._index(list(by_user))
+            for user_id, positions in by_user.items():
+                outcome = failure if isinstance(failure, Retry) else self._outcome(failure, user_id)
+                for i in positions:
+                    outcomes[i] = outcome
+            self._observe(events, outcomes)
+        return [o if o is not None else ACK for o in outcomes]
+
+    async def _index(self, user_ids: list[uuid.UUID]) -> IndexResult | Retry:
+        try:
+            result = await index_users(self.load, self.index, user_ids)
+        except (TransientError, asyncpg.PostgresError, OSError, TimeoutError) as exc:
+            # Unknown database errors are retried too: the queue's receive limit
+            # turns a persistent one into a dead letter with its reason.
+            error_type = exc.error_type if isinstance(exc, PipelineError) else type(exc).__name__
+            log.warning("search indexing failed", errorMessage=str(exc), users=len(user_ids))
+            return Retry(error_type, f"Search indexing failed: {exc}")
+        self.last_result = result
+        return result
+
+    @staticmethod
+    def _outcome(result: IndexResult, user_id: uuid.UUID) -> Outcome:
+        reason = result.invalid.get(user_id)
+        if reason is not None:
+            return DeadLetter("InvalidDocument", reason)
+        refused = result.report.failed.get(user_id)
+        if refused is not None:
+            return DeadLetter("DocumentRejected", refused)
+        return ACK
+
+    @staticmethod
+    def _observe(events: Sequence[Envelope], outcomes: Sequence[Outcome | None]) -> None:
+        now = utcnow()
+        for envelope, outcome in zip(events, outcomes, strict=True):
+            if outcome is ACK:
+                seconds = max(0.0, (now - envelope.occurred_at).total_seconds())
+                END_TO_END_LATENCY.labels("search", envelope.event_type).observe(seconds)
+
+    async def wait_ready(self) -> None:
+        """Return once the index answers; while it does not, polling waits here."""
+        while True:
+            try:
+                await self.index.ping()
+                return
+            except Exception as exc:  # any failure means "not ready yet"
+                log.warning("search index not ready", errorMessage=str(exc))
+                await asyncio.sleep(self.ready_poll)

@@ -1,0 +1,194 @@
+"""Open-loop load and end-to-end latency measurement (DESIGN §8).
+
+The scheduler releases event i at `start + i / rate` whatever the system under
+test does, so a slow system shows up as latency rather than as a lower offered
+load (no coordinated omission). Latency runs from the event's scheduled time,
+which is also its `occurredAt`, to the moment the probe sees it in the read model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from contracts.keys import feed_key
+
+Clock = Callable[[], float]
+
+
+# --- statistics ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    """Seconds; `None` when there were no samples."""
+
+    count: int
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+
+
+def percentile(sorted_samples: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of already sorted samples (q in (0, 100])."""
+    if not sorted_samples:
+        raise ValueError("percentile of no samples")
+    rank = max(1, math.ceil(q / 100 * len(sorted_samples)))
+    return sorted_samples[rank - 1]
+
+
+def summarize(samples: Sequence[float]) -> LatencySummary:
+    if not samples:
+        return LatencySummary(0, None, None, None, None)
+    ordered = sorted(samples)
+    return LatencySummary(
+        count=len(ordered),
+        p50=percentile(ordered, 50),
+        p95=percentile(ordered, 95),
+        p99=percentile(ordered, 99),
+        max=ordered[-1],
+    )
+
+
+# --- open-loop scheduling ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Event number `index`, due at wall-clock `scheduled_at` (epoch seconds)."""
+
+    index: int
+    scheduled_at: float
+
+
+class OpenLoop:
+    """Releases `rate_per_second * duration` ticks on a fixed schedule into a queue.
+
+    Consumers of the queue may fall behind; the schedule does not wait for them.
+    """
+
+    def __init__(
+        self,
+        rate_per_second: float,
+        duration: float,
+        *,
+        clock: Clock = time.time,
+    ) -> None:
+        if rate_per_second <= 0 or duration <= 0:
+            raise ValueError("rate and duration must be positive")
+        self.rate = rate_per_second
+        self.total = max(1, round(rate_per_second * duration))
+        self.clock = clock
+
+    def due(self, elapsed: float) -> int:
+        """How many ticks are due `elapsed` seconds after the start (tick 0 is due at once)."""
+        if elapsed < 0:
+            return 0
+        return min(self.total, math.floor(elapsed * self.rate) + 1)
+
+    async def run(self, sink: asyncio.Queue[Tick | None]) -> int:
+        """Put every tick on `sink` when it is due, then `None`; returns the tick count."""
+        start = self.clock()
+        released = 0
+        while released < self.total:
+            due = self.due(self.clock() - start)
+            for index in range(released, due):
+                sink.put_nowait(Tick(index, start + index / self.rate))
+            released = max(released, due)
+            if released < self.total:
+                next_at = start + released / self.rate
+                await asyncio.sleep(max(0.0, next_at - self.clock()))
+        sink.put_nowait(None)
+        return released
+
+
+# --- visibility probe ----------------------------------------------------------------------
+
+
+def probe_targets(targets: Sequence[uuid.UUID]) -> tuple[uuid.UUID, ...]:
+    """Which feeds to watch for a post: the last in sorted order, the first and the middle one.
+
+    Fan-out writes recipients in sorted batches, so the last sorted id is in
+    the last batch: seeing the post there means the whole fan-out finished.
+    """
+    if not targets:
+        return ()
+    ordered = sorted(set(targets))
+    return tuple(sorted({ordered[0], ordered[len(ordered) // 2], ordered[-1]}))
+
+
+@dataclass
+class _Pending:
+    post_id: str
+    occurred_at: float
+    feeds: list[str]
+
+
+class FeedProbe:
+    """Polls the feeds of each post's probe targets until the post id shows up.
+
+    One task polls everything pending in a single pipelined round per interval,
+    so probing costs one Redis round trip per interval, not one per post.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        interval: float = 0.01,
+        clock: Clock = time.time,
+    ) -> None:
+        self.redis = redis
+        self.interval = interval
+        self.clock = clock
+        self.pending: dict[str, _Pending] = {}
+        self.latencies: list[float] = []
+        self.watched = 0
+
+    def watch(self, post_id: uuid.UUID, occurred_at: float, targets: Sequence[uuid.UUID]) -> None:
+        """Start watching a post; a post with no targets has nothing to become visible."""
+        feeds = [feed_key(t) for t in probe_targets(targets)]
+        if not feeds:
+            return
+        self.watched += 1
+        self.pending[str(post_id)] = _Pending(str(post_id), occurred_at, feeds)
+
+    async def poll_once(self) -> None:
+        """One pipelined round: record every post now visible in all of its watched feeds."""
+        if not self.pending:
+            return
+        checks = [(p, feed) for p in self.pending.values() for feed in p.feeds]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for pending, feed in checks:
+                pipe.lpos(feed, pending.post_id)
+            found = await pipe.execute()
+        now = self.clock()
+        for (pending, feed), position in zip(checks, found, strict=True):
+            if position is not None and feed in pending.feeds:
+                pending.feeds.remove(feed)
+        for post_id in [k for k, p in self.pending.items() if not p.feeds]:
+            done = self.pending.pop(post_id)
+            self.latencies.append(now - done.occurred_at)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until `stop` is set."""
+        while not stop.is_set():
+            await self.poll_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.interval)
+
+    async def drain(self, deadline_seconds: float) -> int:
+        """Keep polling until nothing is pending or the deadline passes; returns posts missed."""
+        end = time.monotonic() + deadline_seconds
+        while self.pending and time.monotonic() < end:
+            await self.poll_once()
+            await asyncio.sleep(self.interval)
+        return len(self.pending)

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     breaker_min_calls: int = Field(default=10, ge=1)
     breaker_call_timeout: float = Field(default=2.0, gt=0)
     breaker_open_seconds: float = Field(default=30.0, gt=0)
+    # API bearer tokens: HMAC secret (unset = a random one per process) and lifetime.
+    api_token_secret: str | None = Field(default=None, min_length=32)
+    api_token_ttl_seconds: int = Field(default=3600, ge=60, le=30 * 86_400)
 
 
 class SettingsError(Exception):

@@ -62,4 +62,4 @@ class PgConnectionSource:
             rows = await conn.fetch(FIRST_PAGE, user_id, self._page_size)
         else:
             rows = await conn.fetch(NEXT_PAGE, user_id, self._page_size, after)
-        return [uuid.UUID(bytes=r[0].bytes) for r in rows]
+        return [r[0] for r in rows]

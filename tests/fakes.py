@@ -5,6 +5,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from pipelines.feed.ports import BatchResult, FeedStore
 
 
 class FakeClock:
@@ -51,3 +56,32 @@ class FakeConnectionSource:
             self.fail_next = max(0, self.fail_next - 1)
             raise SourceDown(f"connection source unavailable for {user_id}")
         return sorted(self._graph[user_id])
+
+
+class FlakyFeedStore:
+    """Wraps a `FeedStore`; the first `failures` pushes raise Redis's ConnectionError."""
+
+    def __init__(self, inner: FeedStore, failures: int) -> None:
+        self._inner = inner
+        self.failures = failures
+        self.calls = 0
+
+    async def push_batch(
+        self,
+        post_id: uuid.UUID,
+        recipients: Sequence[uuid.UUID],
+        *,
+        digest: str,
+        owner: str,
+        careful: bool,
+    ) -> BatchResult:
+        self.calls += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise RedisConnectionError("Connection reset by peer (injected).")
+        return await self._inner.push_batch(
+            post_id, recipients, digest=digest, owner=owner, careful=careful
+        )
+
+    async def head(self, user_id: uuid.UUID, count: int) -> list[uuid.UUID]:
+        return await self._inner.head(user_id, count)

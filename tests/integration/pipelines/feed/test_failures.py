@@ -1,0 +1,168 @@
+"""The feed handler when its dependencies fail: Redis, the connection source."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+import pytest
+import redis.asyncio as redis_asyncio
+
+from contracts.errors import DependencyUnavailable
+from contracts.keys import connections_cache_key
+from contracts.outcomes import ACK, Retry
+from pipelines.feed.breaker import BreakerState, CircuitBreaker
+from pipelines.feed.distribution import Distributor
+from pipelines.feed.enrichment import ConnectionLookup
+from pipelines.feed.handler import FeedHandler
+from pipelines.feed.redis_feeds import RedisFeedStore
+from tests.fakes import FakeClock, FakeConnectionSource, FlakyFeedStore
+from tests.integration.pipelines.feed.helpers import build, feed, post_created, post_id
+
+BREAKER = {"breaker_min_calls": 2, "breaker_open_seconds": 30.0, "breaker_call_timeout": 0.2}
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[AsyncExitStack]:
+    async with AsyncExitStack() as s:
+        yield s
+
+
+def people(n: int) -> list[uuid.UUID]:
+    return [uuid.uuid4() for _ in range(n)]
+
+
+def lookup(
+    source: FakeConnectionSource, client: redis_asyncio.Redis, clock: FakeClock
+) -> ConnectionLookup:
+    breaker = CircuitBreaker(
+        "test-connections",
+        failure_rate=0.5,
+        window_seconds=60,
+        min_calls=2,
+        call_timeout=0.2,
+        open_seconds=30,
+        clock=clock,
+    )
+    return ConnectionLookup(source, client, breaker, fresh_ttl=300, stale_ttl=86_400)
+
+
+async def test_redis_failing_transiently_gives_retry_then_success(
+    redis_client: redis_asyncio.Redis,
+) -> None:
+    # GIVEN a feed store whose first push fails with a connection error
+    author, *friends = people(5)
+    source = FakeConnectionSource()
+    source.connect(author, *friends)
+    flaky = FlakyFeedStore(RedisFeedStore(redis_client, max_length=800, marker_ttl=86_400), 1)
+    handler = FeedHandler(
+        lookup=lookup(source, redis_client, FakeClock()),
+        distributor=Distributor(flaky, parallelism=2),
+        batch_size=2,
+        marker_ttl=86_400,
+    )
+    event = post_created(author)
+
+    # WHEN handled twice
+    first = await handler.handle([event])
+    second = await handler.handle([event])
+
+    # THEN the first is a transient retry, the second completes with one entry each
+    assert isinstance(first[0], Retry)
+    assert first[0].error_type == "TransientError"
+    assert second == [ACK]
+    for friend in friends:
+        assert await feed(redis_client, friend) == [post_id(event)]
+
+
+async def test_open_breaker_falls_back_to_stale_cache(
+    redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+) -> None:
+    # GIVEN an author whose list was cached once, whose fresh copy then expired
+    author, *friends = people(3)
+    source = FakeConnectionSource()
+    source.connect(author, *friends)
+    clock = FakeClock()
+    handler = await build(stack, redis_client, source=source, clock=clock, **BREAKER)
+    assert await handler.handle([post_created(author)]) == [ACK]
+    await redis_client.delete(connections_cache_key(author))
+
+    # WHEN the source goes down (1 success + 1 failure = 50 % of 2 calls: it opens)
+    source.down = True
+    outcomes = [await handler.handle([post_created(author)]) for _ in range(3)]
+
+    # THEN every post still reaches the connections through the stale copy,
+    # and the last two did not even reach the source
+    assert outcomes == [[ACK]] * 3
+    assert source.calls == 2
+    for friend in friends:
+        assert len(await feed(redis_client, friend)) == 4
+
+
+async def test_open_breaker_without_cache_retries_and_pauses_until_half_open(
+    redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+) -> None:
+    # GIVEN a connection source that is down and nothing cached
+    author = uuid.uuid4()
+    source = FakeConnectionSource()
+    source.down = True
+    clock = FakeClock()
+    handler = await build(stack, redis_client, source=source, clock=clock, **BREAKER)
+
+    # WHEN posts are handled until the breaker opens
+    outcomes = [(await handler.handle([post_created(author)]))[0] for _ in range(3)]
+
+    # THEN each is a retry, the last refused by the open breaker without a source call
+    assert all(isinstance(o, Retry) for o in outcomes)
+    assert outcomes[-1].error_type == DependencyUnavailable.error_type  # type: ignore[union-attr]
+    assert source.calls == 2
+
+    # AND wait_ready blocks until the open period has passed
+    waiter = asyncio.create_task(handler.wait_ready())
+    await asyncio.sleep(0.1)
+    assert not waiter.done()
+    clock.advance(30)
+    await asyncio.wait_for(waiter, timeout=5)
+
+    # AND once the source is back, the half-open trial succeeds and the post goes out
+    source.down = False
+    friend = uuid.uuid4()
+    source.connect(author, friend)
+    assert await handler.handle([post_created(author)]) == [ACK]
+    assert len(await feed(redis_client, friend)) == 1
+
+
+async def test_slow_source_times_out_and_counts_as_failure(
+    redis_client: redis_asyncio.Redis,
+) -> None:
+    # GIVEN a source slower than the 0.2 s call timeout
+    source = FakeConnectionSource()
+    source.delay = 1.0
+    clock = FakeClock()
+    look = lookup(source, redis_client, clock)
+
+    # WHEN read twice
+    for _ in range(2):
+        with pytest.raises(Exception, match="unavailable"):
+            await look.connections(uuid.uuid4())
+
+    # THEN the breaker opened
+    assert look._breaker.state is BreakerState.OPEN
+
+
+async def test_script_is_reloaded_after_script_flush(redis_client: redis_asyncio.Redis) -> None:
+    # GIVEN a store that loaded its script, then Redis forgot all scripts
+    store = RedisFeedStore(redis_client, max_length=10, marker_ttl=3600)
+    user = uuid.uuid4()
+    await store.push_batch(uuid.uuid4(), [user], digest="a", owner="o", careful=False)
+    await redis_client.script_flush()
+
+    # WHEN pushing again
+    post = uuid.uuid4()
+    result = await store.push_batch(post, [user], digest="b", owner="o", careful=False)
+
+    # THEN it worked
+    assert result.written == 1
+    assert (await store.head(user, 1)) == [post]

@@ -1,0 +1,109 @@
+"""Batched deletes of acknowledged messages (DeleteMessageBatch, up to 10 per call)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import structlog
+
+from consumers.messages import ReceivedMessage
+from contracts.metrics import MESSAGES_ACKED
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+
+BATCH: Final = 10
+FLUSH_AFTER_SECONDS: Final = 0.05
+
+log = structlog.get_logger("consumers.deleter")
+
+
+class BatchDeleter:
+    """Collects acks and deletes them in batches, flushed within ~50 ms.
+
+    Entries SQS reports as failed are retried once; what still fails is logged
+    and comes back after its visibility timeout (the handlers are idempotent).
+    """
+
+    def __init__(self, sqs: SQSClient, *, queue_url: str, queue_name: str) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._queue_name = queue_name
+        self._pending: asyncio.Queue[ReceivedMessage] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._busy = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"deleter-{self._queue_name}")
+
+    def add(self, message: ReceivedMessage) -> None:
+        self._pending.put_nowait(message)
+
+    @property
+    def idle(self) -> bool:
+        return self._pending.empty() and self._busy == 0
+
+    async def close(self) -> None:
+        """Stop the loop and delete whatever is still pending; safe to call twice."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        while not self._pending.empty():
+            await asyncio.shield(self._flush(self._take_now()))
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._pending.get()
+            batch = [first]
+            deadline = asyncio.get_running_loop().time() + FLUSH_AFTER_SECONDS
+            await self._fill(batch, deadline)
+            # A cancelled loop must not lose a half-sent batch: shield the call.
+            await asyncio.shield(self._flush(batch))
+
+    async def _fill(self, batch: list[ReceivedMessage], deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        while len(batch) < BATCH:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                batch.append(await asyncio.wait_for(self._pending.get(), remaining))
+            except TimeoutError:
+                return
+
+    def _take_now(self) -> list[ReceivedMessage]:
+        batch: list[ReceivedMessage] = []
+        while len(batch) < BATCH and not self._pending.empty():
+            batch.append(self._pending.get_nowait())
+        return batch
+
+    async def _flush(self, batch: Sequence[ReceivedMessage]) -> None:
+        self._busy += 1
+        try:
+            failed = await self._delete(batch)
+            if failed:
+                failed = await self._delete(failed)
+            for message in failed:
+                log.warning(
+                    "delete failed twice; the message will be redelivered",
+                    queue=self._queue_name,
+                    messageId=message.message_id,
+                )
+        finally:
+            self._busy -= 1
+
+    async def _delete(self, batch: Sequence[ReceivedMessage]) -> list[ReceivedMessage]:
+        entries: list[Any] = [
+            {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(batch)
+        ]
+        try:
+            result = await self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=entries)
+        except Exception as exc:  # one failed call must not kill the loop
+            log.warning("delete batch failed", queue=self._queue_name, errorMessage=str(exc))
+            return list(batch)
+        failed_ids = {int(f["Id"]) for f in result.get("Failed", [])}
+        MESSAGES_ACKED.labels(self._queue_name).inc(len(batch) - len(failed_ids))
+        return [batch[i] for i in sorted(failed_ids)]

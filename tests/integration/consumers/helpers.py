@@ -1,0 +1,106 @@
+"""A scriptable handler and small helpers for driving the consumer against moto."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from config.settings import Settings
+from consumers.runtime import SqsConsumer
+from consumers.topology import Topology
+from contracts.events import Envelope
+from contracts.outcomes import ACK, Outcome
+
+Behaviour = Callable[[Envelope, int], Awaitable[Outcome]]
+
+
+async def always_ack(_: Envelope, __: int) -> Outcome:
+    return ACK
+
+
+class ScriptedHandler:
+    """Implements `EventHandler`; `behaviour(envelope, call_number)` decides each outcome."""
+
+    name = "test"
+
+    def __init__(self, behaviour: Behaviour = always_ack, *, max_batch: int = 1) -> None:
+        self.max_batch = max_batch
+        self._behaviour = behaviour
+        self.calls: Counter[uuid.UUID] = Counter()
+        self.started: list[uuid.UUID] = []
+        self.done: list[uuid.UUID] = []
+        self.batch_sizes: list[int] = []
+
+    async def handle(self, events: Sequence[Envelope]) -> Sequence[Outcome]:
+        self.batch_sizes.append(len(events))
+        outcomes = []
+        for env in events:
+            self.calls[env.event_id] += 1
+            self.started.append(env.event_id)
+            outcomes.append(await self._behaviour(env, self.calls[env.event_id]))
+            self.done.append(env.event_id)
+        return outcomes
+
+    async def wait_ready(self) -> None:
+        return None
+
+
+def make_consumer(
+    sqs: Any,
+    settings: Settings,
+    topo: Topology,
+    handler: ScriptedHandler,
+    *,
+    queue: str = "feed-fanout",
+    concurrency: int = 4,
+) -> SqsConsumer:
+    return SqsConsumer(
+        sqs,
+        queue_name=queue,
+        queue_url=topo.queue_url(queue),
+        dlq_url=topo.dlq_url(queue),
+        handler=handler,
+        settings=settings,
+        concurrency=concurrency,
+    )
+
+
+async def wait_until(check: Callable[[], bool], *, within: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(0.02)
+
+
+async def drain(sqs: Any, url: str, *, visibility: int = 30) -> list[dict[str, Any]]:
+    """Receive everything currently visible (keeps it invisible for `visibility` s)."""
+    got: list[dict[str, Any]] = []
+    while True:
+        resp = await sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=0,
+            VisibilityTimeout=visibility,
+            AttributeNames=["ApproximateReceiveCount"],
+            MessageAttributeNames=["All"],
+        )
+        msgs = resp.get("Messages", [])
+        if not msgs:
+            return got
+        got.extend(msgs)
+
+
+def attrs(message: dict[str, Any]) -> dict[str, str]:
+    return {k: v["StringValue"] for k, v in message.get("MessageAttributes", {}).items()}
+
+
+async def depth(sqs: Any, url: str) -> int:
+    got = await sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )
+    return sum(int(v) for v in got["Attributes"].values())

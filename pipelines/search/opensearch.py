@@ -1,0 +1,343 @@
+"""OpenSearch backend of the `SearchIndex` port (opensearch-py's async client).
+
+Layout: an index template for `users_v*` with explicit mappings; the live
+index `users_v<N>` is read through the alias `users` and written through the
+alias `users_write` (the two differ only while a rebuild runs, see
+`pipelines/search/rebuild.py`). Writes are bulk requests with external
+versions, so OpenSearch itself refuses an older version (409, counted as
+stale). No write forces a refresh: documents become searchable with the
+index's refresh interval.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from typing import Any, Final
+
+import orjson
+from opensearchpy import AsyncOpenSearch, NotFoundError, TransportError
+from opensearchpy import ConnectionError as OpenSearchConnectionError
+
+from pipelines.search.bulk import chunked, with_retries
+from pipelines.search.ports import SearchHit, SearchQuery, Tombstone, WriteReport
+from transforms.search_document import UserSearchDocument, normalise
+
+READ_ALIAS: Final = "users"
+WRITE_ALIAS: Final = "users_write"
+TEMPLATE_NAME: Final = "users"
+INDEX_PREFIX: Final = "users_v"
+
+_TEXT_WITH_KEYWORD: Final = {
+    "type": "text",
+    "fields": {"keyword": {"type": "keyword", "normalizer": "folded", "ignore_above": 256}},
+}
+
+# Explicit mappings: `dynamic: strict` refuses a document with an unknown field
+# instead of guessing a type for it.
+TEMPLATE_BODY: Final[dict[str, Any]] = {
+    "index_patterns": [f"{INDEX_PREFIX}*"],
+    "priority": 100,
+    "template": {
+        "settings": {
+            "number_of_shards": 1,
+            "refresh_interval": "1s",
+            # External-version tombstones must outlive a rebuild's backfill, or a
+            # backfilled older read could bring a deleted user back.
+            "gc_deletes": "6h",
+            "analysis": {
+                "normalizer": {
+                    "folded": {"type": "custom", "filter": ["lowercase", "asciifolding"]}
+                }
+            },
+        },
+        "mappings": {
+            "dynamic": "strict",
+            "properties": {
+                "userId": {"type": "keyword"},
+                "fullName": {
+                    "type": "text",
+                    "fields": {
+                        "keyword": {"type": "keyword", "normalizer": "folded"},
+                        "prefix": {"type": "search_as_you_type"},
+                    },
+                },
+                "headline": {"type": "text"},
+                "location": {"type": "text"},
+                "companies": _TEXT_WITH_KEYWORD,
+                "jobTitles": _TEXT_WITH_KEYWORD,
+                "schools": _TEXT_WITH_KEYWORD,
+                "skills": _TEXT_WITH_KEYWORD,
+                "visibility": {"type": "keyword"},
+                "version": {"type": "long"},
+                "contentHash": {"type": "keyword", "index": False, "doc_values": False},
+            },
+        },
+    },
+}
+
+_RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, OpenSearchConnectionError | OSError | TimeoutError):
+        return True
+    return isinstance(exc, TransportError) and exc.status_code in _RETRY_STATUSES
+
+
+def index_name(generation: int) -> str:
+    return f"{INDEX_PREFIX}{generation}"
+
+
+def generation_of(name: str) -> int:
+    return int(name.removeprefix(INDEX_PREFIX))
+
+
+def document_body(doc: UserSearchDocument) -> dict[str, Any]:
+    return {**doc.source(), "contentHash": doc.content_hash.hex()}
+
+
+def bulk_lines(
+    index: str, docs: Sequence[UserSearchDocument], tombstones: Sequence[Tombstone]
+) -> list[bytes]:
+    """The NDJSON lines of one bulk request: action metadata, then source for indexing."""
+    lines: list[bytes] = []
+    for doc in docs:
+        meta = {"_index": index, "_id": str(doc.user_id), "version": doc.version}
+        lines.append(orjson.dumps({"index": {**meta, "version_type": "external"}}))
+        lines.append(orjson.dumps(document_body(doc)))
+    for stone in tombstones:
+        meta = {"_index": index, "_id": str(stone.user_id), "version": stone.version}
+        lines.append(orjson.dumps({"delete": {**meta, "version_type": "external"}}))
+    return lines
+
+
+def search_body(query: SearchQuery) -> dict[str, Any]:
+    """Free text over name (boosted, fuzzy, prefix), headline/titles, companies/skills."""
+    filters: list[dict[str, Any]] = [
+        {"term": {"skills.keyword": normalise(s)}} for s in query.skills
+    ] + [{"term": {"companies.keyword": normalise(c)}} for c in query.companies]
+    must: list[dict[str, Any]] = []
+    if query.text.strip():
+        must.append(
+            {
+                "bool": {
+                    "should": [
+                        {
+                            "multi_match": {
+                                "query": query.text,
+                                "fields": [
+                                    "fullName^4",
+                                    "headline^2",
+                                    "jobTitles^2",
+                                    "companies",
+                                    "skills",
+                                    "schools",
+                                    "location^0.5",
+                                ],
+                                "operator": "and",
+                                "fuzziness": "AUTO",
+                            }
+                        },
+                        {
+                            "multi_match": {
+                                "query": query.text,
+                                "type": "bool_prefix",
+                                "fields": [
+                                    "fullName.prefix",
+                                    "fullName.prefix._2gram",
+                                    "fullName.prefix._3gram",
+                                ],
+                                "boost": 3,
+                            }
+                        },
+                    ],
+                    "minimum_should_match": 1,
+                }
+            }
+        )
+    return {
+        "size": query.limit,
+        "query": {"bool": {"must": must or [{"match_all": {}}], "filter": filters}},
+        "_source": ["userId", "fullName", "headline", "companies", "skills", "visibility"],
+    }
+
+
+class OpenSearchIndex:
+    """`SearchIndex` over OpenSearch; `write_target` is an alias or a concrete index."""
+
+    def __init__(
+        self,
+        client: AsyncOpenSearch,
+        *,
+        read_target: str = READ_ALIAS,
+        write_target: str = WRITE_ALIAS,
+        max_count: int = 500,
+        max_bytes: int = 5 * 1024 * 1024,
+        attempts: int = 4,
+        retry_base: float = 0.05,
+    ) -> None:
+        self.client = client
+        self.read_target = read_target
+        self.write_target = write_target
+        self.max_count = max_count
+        self.max_bytes = max_bytes
+        self.attempts = attempts
+        self.retry_base = retry_base
+
+    async def ensure(self) -> None:
+        """Install the template and, on an empty cluster, `users_v1` behind both aliases."""
+        await self.client.indices.put_index_template(name=TEMPLATE_NAME, body=TEMPLATE_BODY)
+        if await self.client.indices.exists_alias(name=READ_ALIAS):
+            return
+        first = index_name(1)
+        await self.client.indices.create(index=first)
+        await self.client.indices.update_aliases(
+            body={
+                "actions": [
+                    {"add": {"index": first, "alias": READ_ALIAS}},
+                    {"add": {"index": first, "alias": WRITE_ALIAS}},
+                ]
+            }
+        )
+
+    async def write(
+        self, docs: Sequence[UserSearchDocument], tombstones: Sequence[Tombstone] = ()
+    ) -> WriteReport:
+        report = WriteReport()
+        stored = await self._stored_hashes([d.user_id for d in docs]) if docs else {}
+        changed = [d for d in docs if stored.get(d.user_id) != d.content_hash.hex()]
+        report.unchanged = len(docs) - len(changed)
+        for chunk in chunked(
+            changed, max_count=self.max_count, max_bytes=self.max_bytes, size_of=_doc_size
+        ):
+            report.add(await self._bulk(chunk, ()))
+        for start in range(0, len(tombstones), self.max_count):
+            report.add(await self._bulk((), tombstones[start : start + self.max_count]))
+        return report
+
+    async def _stored_hashes(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+        response = await self._call(
+            lambda: self.client.mget(
+                index=self.write_target,
+                body={"ids": [str(i) for i in ids]},
+                params={"_source_includes": "contentHash"},
+            )
+        )
+        return {
+            uuid.UUID(d["_id"]): d["_source"].get("contentHash", "")
+            for d in response["docs"]
+            if d.get("found")
+        }
+
+    async def _bulk(
+        self, docs: Sequence[UserSearchDocument], tombstones: Sequence[Tombstone]
+    ) -> WriteReport:
+        report = WriteReport()
+        pending_docs, pending_stones = list(docs), list(tombstones)
+
+        async def attempt() -> None:
+            nonlocal pending_docs, pending_stones
+            lines = bulk_lines(self.write_target, pending_docs, pending_stones)
+            body = b"\n".join(lines).decode() + "\n"
+            response = await self.client.bulk(body=body)
+            retry_ids = _tally(response, report)
+            pending_docs = [d for d in pending_docs if d.user_id in retry_ids]
+            pending_stones = [t for t in pending_stones if t.user_id in retry_ids]
+            if retry_ids:
+                # Only the throttled or failed items travel again.
+                raise _ItemsToRetry(f"{len(retry_ids)} bulk items were throttled or failed")
+
+        await self._call(attempt, extra=_ItemsToRetry)
+        return report
+
+    async def _call(self, op: Any, *, extra: type[Exception] | None = None) -> Any:
+        def transient(exc: BaseException) -> bool:
+            return is_transient(exc) or (extra is not None and isinstance(exc, extra))
+
+        return await with_retries(
+            op, is_transient=transient, attempts=self.attempts, base=self.retry_base
+        )
+
+    async def get(self, user_id: uuid.UUID) -> UserSearchDocument | None:
+        try:
+            found = await self.client.get(index=self.read_target, id=str(user_id))
+        except NotFoundError:
+            return None
+        return _document(found["_source"])
+
+    async def search(self, query: SearchQuery) -> list[SearchHit]:
+        response = await self.client.search(index=self.read_target, body=search_body(query))
+        return [_hit(h) for h in response["hits"]["hits"]]
+
+    async def ping(self) -> None:
+        await self.client.cluster.health(params={"timeout": "5s"})
+
+
+class _ItemsToRetry(Exception):
+    pass
+
+
+def _tally(response: dict[str, Any], report: WriteReport) -> set[uuid.UUID]:
+    """Count each bulk item's result into `report`; return the ids to send again."""
+    retry: set[uuid.UUID] = set()
+    for item in response.get("items", []):
+        action, result = next(iter(item.items()))
+        user_id, status = uuid.UUID(result["_id"]), int(result["status"])
+        if status in _RETRY_STATUSES:
+            retry.add(user_id)
+        elif status == 409:
+            report.stale += 1
+        elif action == "delete" and status in (200, 404):
+            # 404: nothing was indexed, yet the external-version tombstone is recorded.
+            report.deleted += status == 200
+        elif status in (200, 201):
+            report.written += 1
+        else:
+            error = result.get("error", {})
+            reason = error.get("reason", "") if isinstance(error, dict) else str(error)
+            report.failed[user_id] = f"OpenSearch refused the document ({status}): {reason}"
+    return retry
+
+
+def _doc_size(doc: UserSearchDocument) -> int:
+    return len(orjson.dumps(document_body(doc))) + 128
+
+
+def _document(source: dict[str, Any]) -> UserSearchDocument:
+    return UserSearchDocument(
+        user_id=uuid.UUID(source["userId"]),
+        full_name=source["fullName"],
+        visibility=source["visibility"],
+        version=int(source["version"]),
+        headline=source.get("headline"),
+        location=source.get("location"),
+        companies=tuple(source.get("companies", ())),
+        job_titles=tuple(source.get("jobTitles", ())),
+        schools=tuple(source.get("schools", ())),
+        skills=tuple(source.get("skills", ())),
+        content_hash=bytes.fromhex(source.get("contentHash", "")),
+    )
+
+
+def _hit(hit: dict[str, Any]) -> SearchHit:
+    source = hit["_source"]
+    return SearchHit(
+        user_id=uuid.UUID(source["userId"]),
+        full_name=source["fullName"],
+        headline=source.get("headline"),
+        companies=tuple(source.get("companies", ())),
+        skills=tuple(source.get("skills", ())),
+        visibility=source["visibility"],
+        score=float(hit.get("_score") or 0.0),
+    )
+
+
+async def open_opensearch_index(stack: AsyncExitStack, url: str) -> OpenSearchIndex:
+    """A client for `url` (closed with `stack`) and the index over it, template installed."""
+    client = AsyncOpenSearch(hosts=[url], max_retries=0, timeout=30)
+    stack.push_async_callback(client.close)
+    index = OpenSearchIndex(client)
+    await index.ensure()
+    return index

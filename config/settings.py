@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     fanout_batch_size: int = Field(default=1000, ge=1, le=5000)
     fanout_parallelism: int = Field(default=4, ge=1, le=64)
     metrics_port: int = Field(default=9100, ge=0, le=65535)
+    # All interfaces, so a pod's probes and scraper reach it; tests bind loopback.
+    metrics_host: str = "0.0.0.0"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     event_transport: Literal["sqs", "kafka"] = "sqs"
     kafka_bootstrap_servers: str = "127.0.0.1:9092"

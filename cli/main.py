@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from cli import demo as demo_cmd
 from cli import migrate
 from cli import relay as relay_cmd
 
@@ -16,6 +17,7 @@ app = typer.Typer(
 )
 app.add_typer(migrate.app, name="migrate")
 app.command("relay")(relay_cmd.relay)
+app.command("demo")(demo_cmd.demo)
 
 
 def main() -> None:

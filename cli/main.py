@@ -6,7 +6,9 @@ import typer
 
 from cli import demo as demo_cmd
 from cli import migrate
+from cli import queues as queues_cmd
 from cli import relay as relay_cmd
+from cli import worker as worker_cmd
 
 app = typer.Typer(
     name="socialpipe",
@@ -16,6 +18,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(migrate.app, name="migrate")
+app.add_typer(queues_cmd.app, name="queues")
+app.command("worker")(worker_cmd.worker)
 app.command("relay")(relay_cmd.relay)
 app.command("demo")(demo_cmd.demo)
 

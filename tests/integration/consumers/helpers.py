@@ -104,3 +104,18 @@ async def depth(sqs: Any, url: str) -> int:
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )
     return sum(int(v) for v in got["Attributes"].values())
+
+
+async def http_get(port: int, path: str) -> tuple[int, str]:
+    """Status and body of a GET on loopback; status 0 when nothing answers."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return 0, ""
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    await writer.wait_closed()
+    head, _, body = raw.decode().partition("\r\n\r\n")
+    return (int(head.split()[1]) if head else 0), body

@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from config.health import HealthServer, respond, serving
 from contracts.metrics import MESSAGES_RECEIVED
-
-
-async def _get(port: int, path: str) -> tuple[int, str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    await writer.drain()
-    raw = await asyncio.wait_for(reader.read(), 5)
-    writer.close()
-    await writer.wait_closed()
-    head, _, body = raw.decode().partition("\r\n\r\n")
-    return int(head.split()[1]), body
+from tests.integration.consumers.helpers import http_get
 
 
 async def test_health_server_answers_probes_and_metrics() -> None:
@@ -27,12 +15,12 @@ async def test_health_server_answers_probes_and_metrics() -> None:
     await server.start()
     try:
         # WHEN probed before and after the consumer is ready
-        healthz = await _get(server.port, "/healthz")
-        not_ready = await _get(server.port, "/readyz")
+        healthz = await http_get(server.port, "/healthz")
+        not_ready = await http_get(server.port, "/readyz")
         state["ready"] = True
-        ready = await _get(server.port, "/readyz")
-        metrics = await _get(server.port, "/metrics")
-        missing = await _get(server.port, "/nope")
+        ready = await http_get(server.port, "/readyz")
+        metrics = await http_get(server.port, "/metrics")
+        missing = await http_get(server.port, "/nope")
     finally:
         await server.close()
     # THEN liveness is 200, readiness follows the callback, metrics are exposed

@@ -1,0 +1,47 @@
+"""`socialpipe worker feed|search|notifications`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import typer
+
+from cli.common import fail, run, settings
+from config.worker import PipelineUnavailable, run_worker
+from consumers.topology import UnknownQueue
+
+
+class Pipeline(StrEnum):
+    feed = "feed"
+    search = "search"
+    notifications = "notifications"
+
+
+def worker(
+    pipeline: Pipeline = typer.Argument(
+        ...,
+        help="feed: post fan-out to Redis feeds; search: people-search indexing; "
+        "notifications: notification rows and unread counters.",
+        show_default=False,
+    ),
+    burst: bool = typer.Option(
+        False, "--burst", help="Exit 0 once the queue is empty and all in-flight work is settled."
+    ),
+    concurrency: int | None = typer.Option(
+        None,
+        "--concurrency",
+        min=1,
+        max=1000,
+        help="Messages handled at once (default: 16, or two handler batches if larger).",
+    ),
+) -> None:
+    """Run one pipeline's SQS consumer until SIGTERM/SIGINT, then drain and exit 0.
+
+    Serves /metrics, /healthz and /readyz on METRICS_PORT (0 disables).
+    """
+    cfg = settings()
+    try:
+        code = run(run_worker(cfg, pipeline.value, burst=burst, concurrency=concurrency))
+    except (PipelineUnavailable, UnknownQueue) as exc:
+        fail(str(exc))
+    raise typer.Exit(code)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from cli import api as api_cmd
 from cli import demo as demo_cmd
 from cli import migrate
 from cli import queues as queues_cmd
@@ -21,6 +22,7 @@ app.add_typer(migrate.app, name="migrate")
 app.add_typer(queues_cmd.app, name="queues")
 app.command("worker")(worker_cmd.worker)
 app.command("relay")(relay_cmd.relay)
+app.command("api")(api_cmd.api)
 app.command("demo")(demo_cmd.demo)
 
 

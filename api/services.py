@@ -1,0 +1,364 @@
+"""The API's units of work: each change and its event commit in one transaction (MAP-003).
+
+Resolvers call these; they never touch SQL or the outbox themselves.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from api.auth import Passwords, Tokens
+from api.errors import (
+    BAD_CREDENTIALS,
+    BAD_CURSOR,
+    NOT_PENDING,
+    NOT_YOUR_DATA,
+    ONLY_ADDRESSEE,
+    ONLY_CONNECTIONS,
+    BadRequest,
+    Forbidden,
+    NotFound,
+    Unauthenticated,
+)
+from contracts import validation as v
+from contracts.dto import FeedItemDTO, ProfileDTO, SearchHitDTO
+from contracts.events import (
+    CommentCreated,
+    ConnectionAccepted,
+    ConnectionRequested,
+    Payload,
+    PostCreated,
+    UserProfileUpdated,
+    new_envelope,
+)
+from contracts.keys import feed_key
+from pipelines.notifications.redis_counters import RedisUnreadCounters
+from pipelines.search.ports import SearchIndex, SearchQuery
+from store import notifications as notes
+from store import outbox, posts, social, users
+from store.social import ConnectionRow, MessageRow, PendingRequestExists
+from store.users import EmailTaken
+from transforms.dto import feed_item_dto, profile_dto
+from transforms.entities import Education, Skill, WorkExperience
+
+TEXT_LIMIT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPage:
+    items: list[FeedItemDTO]
+    next_cursor: str | None
+
+
+class Services:
+    """Everything the resolvers may do, over one pool, one Redis and the search port."""
+
+    def __init__(
+        self,
+        pool: Any,
+        redis: Any,
+        search: SearchIndex | None,
+        passwords: Passwords,
+        tokens: Tokens,
+        *,
+        today: Callable[[], date] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.redis = redis
+        self.search = search
+        self.passwords = passwords
+        self.tokens = tokens
+        self.counters = RedisUnreadCounters(redis)
+        self._today = today or (lambda: datetime.now(UTC).date())
+
+    # -- accounts -------------------------------------------------------------
+
+    async def register(
+        self, email: str, password: str, date_of_birth: date, full_name: str, correlation: str
+    ) -> tuple[str, uuid.UUID]:
+        email, full_name = _checked(
+            v.check_registration, email, password, date_of_birth, full_name, self._today()
+        )
+        password_hash = await self.passwords.hash(password)
+        async with self.pool.acquire() as conn, conn.transaction():
+            try:
+                user_id = await users.create_user(
+                    conn,
+                    email=email,
+                    password_hash=password_hash,
+                    date_of_birth=date_of_birth,
+                    full_name=full_name,
+                )
+            except EmailTaken:
+                raise BadRequest(v.EMAIL_TAKEN, "email") from None
+            await self._profile_changed(conn, user_id, correlation)
+        return self.tokens.issue(user_id), user_id
+
+    async def login(self, email: str, password: str) -> tuple[str, uuid.UUID]:
+        async with self.pool.acquire() as conn:
+            account = await users.account_by_email(conn, email.strip().lower())
+        if not await self.passwords.verify(account.password_hash if account else None, password):
+            raise Unauthenticated(BAD_CREDENTIALS)
+        assert account is not None
+        return self.tokens.issue(account.id), account.id
+
+    async def email_of(self, user_id: uuid.UUID) -> str:
+        async with self.pool.acquire() as conn:
+            account = await users.account(conn, user_id)
+        if account is None:
+            raise Unauthenticated("The account of this token no longer exists.")
+        return account.email
+
+    # -- profile --------------------------------------------------------------
+
+    async def profile(self, viewer: uuid.UUID | None, user_id: uuid.UUID) -> ProfileDTO:
+        async with self.pool.acquire() as conn:
+            found = await users.load_profile(conn, user_id)
+            if found is None:
+                raise NotFound("No such user.")
+            connected = viewer is not None and await social.are_connected(conn, viewer, user_id)
+        return profile_dto(found, viewer, connected)
+
+    async def update_profile(
+        self, me: uuid.UUID, changes: dict[str, Any], correlation: str
+    ) -> ProfileDTO:
+        if "full_name" in changes:
+            changes["full_name"] = _checked(v.check_full_name, changes["full_name"])
+        _checked(v.check_text_length, changes.get("headline"), "headline", "Headline", TEXT_LIMIT)
+        _checked(v.check_text_length, changes.get("location"), "location", "Location", TEXT_LIMIT)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await users.update_profile(conn, me, changes)
+            await self._profile_changed(conn, me, correlation)
+        return await self.profile(me, me)
+
+    async def add_work_experience(
+        self,
+        me: uuid.UUID,
+        company: str,
+        title: str,
+        start: date | None,
+        end: date | None,
+        correlation: str,
+    ) -> WorkExperience:
+        _checked(v.check_text_length, company, "companyName", "Company name", TEXT_LIMIT)
+        _checked(v.check_text_length, title, "title", "Title", TEXT_LIMIT)
+        _checked(v.check_date_range, start, end)
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await users.add_work_experience(conn, me, company, title, start, end)
+            await self._profile_changed(conn, me, correlation)
+        return row
+
+    async def add_education(
+        self,
+        me: uuid.UUID,
+        school: str,
+        degree: str | None,
+        start: date | None,
+        end: date | None,
+        correlation: str,
+    ) -> Education:
+        _checked(v.check_text_length, school, "schoolName", "School name", TEXT_LIMIT)
+        _checked(v.check_text_length, degree, "degree", "Degree", TEXT_LIMIT)
+        _checked(v.check_date_range, start, end)
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await users.add_education(conn, me, school, degree, start, end)
+            await self._profile_changed(conn, me, correlation)
+        return row
+
+    async def add_skill(self, me: uuid.UUID, name: str, correlation: str) -> Skill:
+        _checked(v.check_text_length, name, "skillName", "Skill name", TEXT_LIMIT)
+        if not name.strip():
+            raise BadRequest("Skill name cannot be empty.", "skillName")
+        async with self.pool.acquire() as conn, conn.transaction():
+            skill = await users.add_skill(conn, me, name.strip())
+            await self._profile_changed(conn, me, correlation)
+        return skill
+
+    async def remove_skill(self, me: uuid.UUID, skill_id: uuid.UUID, correlation: str) -> bool:
+        async with self.pool.acquire() as conn, conn.transaction():
+            owner = await users.skill_owner(conn, skill_id)
+            if owner is None:
+                raise NotFound("No such skill.")
+            if owner != me:
+                raise Forbidden(NOT_YOUR_DATA)
+            await users.remove_skill(conn, skill_id)
+            await self._profile_changed(conn, me, correlation)
+        return True
+
+    async def _profile_changed(self, conn: Any, user_id: uuid.UUID, correlation: str) -> None:
+        version = await users.profile_version(conn, user_id)
+        payload = UserProfileUpdated(user_id=user_id, updated_at=datetime.now(UTC), version=version)
+        await _emit(conn, payload, user_id, correlation)
+
+    # -- connections and messages ----------------------------------------------
+
+    async def request_connection(
+        self, me: uuid.UUID, user_id: uuid.UUID, correlation: str
+    ) -> ConnectionRow:
+        if me == user_id:
+            raise BadRequest(v.SELF_CONNECTION, "userId")
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not await social.user_exists(conn, user_id):
+                raise NotFound("No such user.")
+            if await social.are_connected(conn, me, user_id):
+                raise BadRequest(v.ALREADY_CONNECTED, "userId")
+            try:
+                row = await social.request_connection(conn, me, user_id)
+            except PendingRequestExists:
+                raise BadRequest(v.CONNECTION_PENDING, "userId") from None
+            payload = ConnectionRequested(
+                connection_id=row.id,
+                requester_id=me,
+                addressee_id=user_id,
+                created_at=row.created_at,
+            )
+            await _emit(conn, payload, me, correlation)
+        return row
+
+    async def respond_to_connection(
+        self, me: uuid.UUID, connection_id: uuid.UUID, accept: bool, correlation: str
+    ) -> ConnectionRow:
+        async with self.pool.acquire() as conn, conn.transaction():
+            found = await social.connection_for_update(conn, connection_id)
+            if found is None:
+                raise NotFound("No such connection request.")
+            if found.addressee_id != me:
+                raise Forbidden(ONLY_ADDRESSEE)
+            if found.status != "pending":
+                raise BadRequest(NOT_PENDING, "connectionId")
+            row = await social.respond(conn, connection_id, accept)
+            if accept:
+                payload = ConnectionAccepted(
+                    connection_id=row.id,
+                    requester_id=row.requester_id,
+                    addressee_id=row.addressee_id,
+                    accepted_at=row.responded_at or datetime.now(UTC),
+                )
+                await _emit(conn, payload, row.requester_id, correlation)
+        return row
+
+    async def send_message(self, me: uuid.UUID, recipient: uuid.UUID, body: str) -> MessageRow:
+        _checked(v.check_message_body, body)
+        async with self.pool.acquire() as conn:
+            if not await social.are_connected(conn, me, recipient):
+                raise Forbidden(ONLY_CONNECTIONS)
+            return await social.send_message(conn, me, recipient, body)
+
+    async def messages(self, me: uuid.UUID, other: uuid.UUID) -> list[MessageRow]:
+        async with self.pool.acquire() as conn:
+            if not await social.are_connected(conn, me, other):
+                raise Forbidden(ONLY_CONNECTIONS)
+            return await social.messages_between(conn, me, other)
+
+    # -- posts, comments, feed -------------------------------------------------
+
+    async def create_post(
+        self, me: uuid.UUID, text: str, correlation: str
+    ) -> tuple[uuid.UUID, datetime]:
+        _checked(v.check_post_text, text)
+        async with self.pool.acquire() as conn, conn.transaction():
+            post_id, created = await posts.create_post(conn, me, text)
+            payload = PostCreated(post_id=post_id, author_id=me, created_at=created)
+            await _emit(conn, payload, me, correlation)
+        return post_id, created
+
+    async def create_comment(
+        self, me: uuid.UUID, post_id: uuid.UUID, text: str, correlation: str
+    ) -> tuple[uuid.UUID, datetime]:
+        _checked(v.check_comment_text, text)
+        async with self.pool.acquire() as conn, conn.transaction():
+            author = await posts.post_author(conn, post_id)
+            if author is None:
+                raise NotFound("No such post.")
+            comment_id, created = await posts.create_comment(conn, post_id, me, text)
+            payload = CommentCreated(
+                comment_id=comment_id,
+                post_id=post_id,
+                author_id=me,
+                post_author_id=author,
+                created_at=created,
+            )
+            await _emit(conn, payload, post_id, correlation)
+        return comment_id, created
+
+    async def feed(self, me: uuid.UUID, first: int, after: str | None) -> FeedPage:
+        first = max(1, min(first, 100))
+        key = feed_key(me)
+        start = 0
+        if after is not None:
+            position = await self.redis.lpos(key, str(_decode_cursor(after)))
+            if position is None:
+                return FeedPage([], None)
+            start = int(position) + 1
+        raw = await self.redis.lrange(key, start, start + first - 1)
+        ids = [uuid.UUID(x.decode() if isinstance(x, bytes) else x) for x in raw]
+        async with self.pool.acquire() as conn:
+            found = await posts.hydrate_posts(conn, ids)
+        more = len(ids) == first
+        cursor = _encode_cursor(ids[-1]) if ids and more else None
+        return FeedPage([feed_item_dto(p) for p in found], cursor)
+
+    # -- search and notifications -----------------------------------------------
+
+    async def search_users(
+        self,
+        me: uuid.UUID,
+        text: str,
+        skills: list[str],
+        companies: list[str],
+        first: int,
+    ) -> list[SearchHitDTO]:
+        if self.search is None:
+            return []
+        query = SearchQuery(text, tuple(skills), tuple(companies), max(1, min(first, 100)))
+        hits = await self.search.search(query)
+        # The index never holds a private headline; refuse to show one even if it did.
+        return [
+            SearchHitDTO(
+                h.user_id,
+                h.full_name,
+                h.headline if h.visibility == "public" or h.user_id == me else None,
+            )
+            for h in hits
+        ]
+
+    async def notifications(self, me: uuid.UUID, first: int) -> list[notes.NotificationRow]:
+        async with self.pool.acquire() as conn:
+            return await notes.list_notifications(conn, me, max(1, min(first, 100)))
+
+    async def unread_count(self, me: uuid.UUID) -> int:
+        return await self.counters.unread(me)
+
+    async def mark_notifications_read(self, me: uuid.UUID) -> int:
+        async with self.pool.acquire() as conn:
+            still_unread = await notes.mark_all_read(conn, me)
+        await self.counters.reset(me, still_unread)
+        return still_unread
+
+
+def _checked(check: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return check(*args)
+    except v.ValidationFailed as exc:
+        raise BadRequest.from_validation(exc) from None
+
+
+async def _emit(conn: Any, payload: Payload, key: uuid.UUID, correlation: str) -> None:
+    await outbox.enqueue(conn, new_envelope(payload, correlation_id=correlation), key)
+
+
+def _encode_cursor(post_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(post_id.bytes).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(bytes=base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error):
+        raise BadRequest(BAD_CURSOR, "after") from None

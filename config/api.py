@@ -1,0 +1,63 @@
+"""Composition root of `socialpipe api`."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from typing import Any
+
+import structlog
+import uvicorn
+from argon2 import PasswordHasher
+from starlette.applications import Starlette
+
+from api.app import create_app
+from api.auth import Passwords, Tokens
+from api.services import Services
+from config.clients import open_redis
+from config.logging import configure_logging
+from config.search import open_search_index
+from config.settings import Settings
+from pipelines.search.ports import SearchIndex
+from store.db import create_pool
+
+
+async def build_api(
+    stack: AsyncExitStack,
+    settings: Settings,
+    *,
+    pool: Any = None,
+    redis: Any = None,
+    search: SearchIndex | None = None,
+    hasher: PasswordHasher | None = None,
+) -> Starlette:
+    """Build the ASGI app with its pool, Redis and search port unless they are given."""
+    if pool is None:
+        pool = await create_pool(settings.database_url, max_size=20)
+        stack.push_async_callback(pool.close)
+    if redis is None:
+        redis = await open_redis(stack, settings)
+    if search is None:
+        search = await open_search_index(stack, settings, pool=pool)
+    if settings.api_token_secret is None:
+        structlog.get_logger("api").warning(
+            "API_TOKEN_SECRET is unset: tokens are signed with a per-process key"
+        )
+    services = Services(
+        pool,
+        redis,
+        search,
+        Passwords(hasher),
+        Tokens(settings.api_token_secret, settings.api_token_ttl_seconds),
+    )
+    return create_app(services)
+
+
+async def serve_api(settings: Settings, host: str, port: int) -> None:
+    """Serve GraphQL at /graphql until SIGTERM/SIGINT."""
+    configure_logging("api", settings.log_level)
+    async with AsyncExitStack() as stack:
+        app = await build_api(stack, settings)
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+        )
+        await uvicorn.Server(config).serve()

@@ -199,7 +199,11 @@ async def running_worker(
     stack: AsyncExitStack, sqs: SQSClient, topology: Topology, settings: Settings, concurrency: int
 ) -> AsyncIterator[SqsConsumer]:
     """The feed worker, in-process, stopped and drained on the way out."""
-    handler = await build_feed_handler(stack, settings)
+    # Each in-flight message may run `fanout_parallelism` Redis batches at once.
+    redis = await open_redis(
+        stack, settings, max_connections=concurrency * settings.fanout_parallelism + 16
+    )
+    handler = await build_feed_handler(stack, settings, redis=redis)
     consumer = SqsConsumer(
         sqs,
         queue_name=settings.feed_queue,

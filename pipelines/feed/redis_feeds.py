@@ -16,7 +16,7 @@ from typing import Any, Final
 import redis.asyncio as redis
 from redis.exceptions import NoScriptError
 
-from contracts.keys import fanout_marker_key, feed_key
+from contracts.keys import FEED_PREFIX, fanout_marker_key, feed_key
 from pipelines.feed.ports import BatchResult
 
 SCRIPT: Final = resources.files("pipelines.feed").joinpath("fanout.lua").read_bytes()
@@ -27,8 +27,27 @@ def bulk(value: bytes) -> bytes:
     return b"$%d\r\n%b\r\n" % (len(value), value)
 
 
-def feed_key_bulk(user_id: uuid.UUID) -> bytes:
-    return bulk(feed_key(user_id).encode())
+_UUID_TEXT = 36
+# Positions of the 32 hex digits inside the 36-character canonical form.
+_HEX_POSITIONS: Final = tuple(i for i in range(_UUID_TEXT) if i not in (8, 13, 18, 23))
+_KEY_HEAD: Final = b"$%d\r\n%b" % (len(FEED_PREFIX) + _UUID_TEXT, FEED_PREFIX.encode())
+_KEY_RECORD: Final = _KEY_HEAD + b"-" * _UUID_TEXT + b"\r\n"
+
+
+def feed_keys_resp(recipients: Sequence[uuid.UUID]) -> bytes:
+    """The feed keys of `recipients` as consecutive RESP bulk strings.
+
+    Every record has the same layout, so instead of formatting each UUID
+    (about 1 µs apiece in Python, more than Redis spends pushing to the feed)
+    the hex digits of all ids are written into a template with 32 strided
+    slice assignments, about 0.15 µs per key.
+    """
+    out = bytearray(_KEY_RECORD * len(recipients))
+    digits = b"".join([r.bytes for r in recipients]).hex().encode()
+    stride, start = len(_KEY_RECORD), len(_KEY_HEAD)
+    for j, pos in enumerate(_HEX_POSITIONS):
+        out[start + pos :: stride] = digits[j::32]
+    return bytes(out)
 
 
 class RedisFeedStore:
@@ -52,7 +71,7 @@ class RedisFeedStore:
         """See `FeedStore.push_batch`."""
         if not recipients:
             return BatchResult(written=0, skipped=0)
-        feeds = b"".join([feed_key_bulk(r) for r in recipients])
+        feeds = feed_keys_resp(recipients)
         head = [fanout_marker_key(post_id).encode()]
         tail = [
             str(post_id).encode(),

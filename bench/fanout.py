@@ -1,0 +1,277 @@
+"""Benchmark of the feed distribution stage against raw `redis-benchmark` LPUSH.
+
+Runs the real `Distributor` + `RedisFeedStore` (no SQS, no PostgreSQL) pushing
+one post id to N feeds, on fresh feeds and on feeds pre-filled to the feed
+limit (the steady state: every push also trims), in a separate Redis database
+flushed before and after. The reference is `redis-benchmark -q -t lpush -P 100`
+run in the same process before and after; the ratio is entries/s divided by
+the mean reference requests/s, so figures from shared machines stay comparable.
+
+    python -m bench.fanout [--sizes 10000,100000] [--full-sizes 10000,100000] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+import redis.asyncio as aioredis
+
+from config.settings import load_settings
+from contracts.keys import feed_key
+from pipelines.feed.distribution import Distributor
+from pipelines.feed.redis_feeds import RedisFeedStore
+from transforms.fanout import FanoutPlan, plan_fanout
+
+REFERENCE_RE = re.compile(r"LPUSH:\s*([\d.]+)\s+requests per second")
+RESTORE_CHUNK = 1000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Options:
+    redis_url: str
+    sizes: tuple[int, ...]
+    full_sizes: tuple[int, ...]
+    batch_size: int
+    parallelism: int
+    max_length: int
+    repeat: int
+    reference_requests: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Scenario:
+    feeds: int
+    prefilled: bool
+    seconds: list[float]
+    redelivery_seconds: float
+
+    @property
+    def entries_per_second(self) -> float:
+        return self.feeds / statistics.median(self.seconds)
+
+    @property
+    def best_entries_per_second(self) -> float:
+        return self.feeds / min(self.seconds)
+
+
+def redis_benchmark(url: str, requests: int) -> float:
+    """Requests/s of raw pipelined LPUSH on the same server and database."""
+    exe = shutil.which("redis-benchmark")
+    if exe is None:
+        raise SystemExit("redis-benchmark is not installed; it provides the reference figure.")
+    parts = urlsplit(url)
+    cmd = [exe, "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 6379)]
+    cmd += ["--dbnum", parts.path.lstrip("/") or "0"]
+    if parts.password:
+        cmd += ["-a", parts.password, "--no-auth-warning"]
+    cmd += ["-q", "-t", "lpush", "-P", "100", "-n", str(requests)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300).stdout
+    found = REFERENCE_RE.findall(out.replace("\r", "\n"))
+    if not found:
+        raise SystemExit(f"Could not read redis-benchmark output: {out[-200:]!r}.")
+    return float(found[-1])
+
+
+async def prefill(client: aioredis.Redis, recipients: Sequence[uuid.UUID], length: int) -> None:
+    """Give every feed `length` older post ids: one list built once, then RESTOREd."""
+    template = "bench:template"
+    olds = [str(uuid.uuid4()) for _ in range(length)]
+    await client.rpush(template, *olds)
+    payload = await client.dump(template)
+    await client.delete(template)
+    if payload is None:
+        raise SystemExit("Could not DUMP the template feed.")
+    for start in range(0, len(recipients), RESTORE_CHUNK):
+        async with client.pipeline(transaction=False) as pipe:
+            for user in recipients[start : start + RESTORE_CHUNK]:
+                pipe.restore(feed_key(user), 0, payload, replace=True)
+            await pipe.execute()
+
+
+async def flush_and_settle(client: aioredis.Redis, deadline: float = 60.0) -> None:
+    """Empty the database without blocking Redis, and wait for the background
+    free to finish so it does not compete with the timed run."""
+    await client.flushdb(asynchronous=True)
+    give_up = time.monotonic() + deadline
+    while (await client.info("memory")).get("lazyfree_pending_objects", 0):
+        if time.monotonic() > give_up:
+            break
+        await asyncio.sleep(0.05)
+
+
+async def timed_distribution(distributor: Distributor, plan: FanoutPlan, *, careful: bool) -> float:
+    owner = secrets.token_hex(8)
+    start = time.perf_counter()
+    report = await distributor.distribute(plan, owner=owner, careful=careful)
+    elapsed = time.perf_counter() - start
+    expected = 0 if careful else plan.recipient_count
+    if report.failed or report.written != expected:
+        raise SystemExit(f"Distribution wrote {report.written} of {expected} feeds.")
+    return elapsed
+
+
+async def check_feeds(
+    client: aioredis.Redis, plan: FanoutPlan, max_length: int, prefilled: bool
+) -> None:
+    """Spot-check: the post at the head, lengths capped."""
+    post = str(plan.post_id).encode()
+    sample = [b.recipients[0] for b in plan.batches] + [plan.batches[-1].recipients[-1]]
+    for user in sample:
+        head = await client.lindex(feed_key(user), 0)
+        length = await client.llen(feed_key(user))
+        want = max_length if prefilled else 1
+        if head != post or length != want:
+            raise SystemExit(f"Feed of {user} is wrong after the run: head {head!r}, {length}.")
+
+
+async def scenario(
+    client: aioredis.Redis, options: Options, feeds: int, *, prefilled: bool
+) -> Scenario:
+    store = RedisFeedStore(client, max_length=options.max_length, marker_ttl=86_400)
+    distributor = Distributor(store, parallelism=options.parallelism)
+    recipients = [uuid.uuid4() for _ in range(feeds)]
+    base = plan_fanout(uuid.uuid4(), uuid.uuid4(), recipients, options.batch_size)
+    seconds: list[float] = []
+    plan = base
+    for _ in range(options.repeat):
+        await flush_and_settle(client)
+        if prefilled:
+            await prefill(client, recipients, options.max_length)
+        plan = dataclasses.replace(base, post_id=uuid.uuid4())
+        seconds.append(await timed_distribution(distributor, plan, careful=False))
+        await check_feeds(client, plan, options.max_length, prefilled)
+    # A redelivery of the last post: another owner, so every feed is checked first.
+    redelivery = await timed_distribution(distributor, plan, careful=True)
+    await client.flushdb(asynchronous=True)
+    return Scenario(feeds, prefilled, seconds, redelivery)
+
+
+async def run_scenarios(options: Options) -> list[Scenario]:
+    client = aioredis.Redis.from_url(
+        options.redis_url, max_connections=options.parallelism + 4, socket_timeout=60
+    )
+    try:
+        await client.flushdb(asynchronous=True)
+        results = [await scenario(client, options, n, prefilled=False) for n in options.sizes]
+        results += [await scenario(client, options, n, prefilled=True) for n in options.full_sizes]
+        return results
+    finally:
+        await client.flushdb(asynchronous=True)
+        await client.aclose()
+
+
+def report(options: Options, results: list[Scenario], before: float, after: float) -> None:
+    reference = (before + after) / 2
+    print(f"reference: redis-benchmark LPUSH -P 100: {before:,.0f} / {after:,.0f} req/s")
+    print(
+        f"batch size {options.batch_size}, parallelism {options.parallelism},"
+        f" feed limit {options.max_length}, median of {options.repeat} runs"
+    )
+    print(
+        f"{'feeds':>8} {'state':<10} {'entries/s':>11} {'ratio':>6} {'best':>6} {'redeliv/s':>11}"
+    )
+    for r in results:
+        print(
+            f"{r.feeds:>8} {'full' if r.prefilled else 'fresh':<10}"
+            f" {r.entries_per_second:>11,.0f} {r.entries_per_second / reference:>6.3f}"
+            f" {r.best_entries_per_second / reference:>6.3f}"
+            f" {r.feeds / r.redelivery_seconds:>11,.0f}"
+        )
+    print(orjson.dumps(_summary(options, results, before, after)).decode())
+
+
+def _summary(
+    options: Options, results: list[Scenario], before: float, after: float
+) -> dict[str, Any]:
+    reference = (before + after) / 2
+    return {
+        "bench": "fanout",
+        "reference_lpush_rps": {"before": before, "after": after, "mean": reference},
+        "batch_size": options.batch_size,
+        "parallelism": options.parallelism,
+        "feed_max_length": options.max_length,
+        "repeat": options.repeat,
+        "scenarios": [
+            {
+                "feeds": r.feeds,
+                "state": "full" if r.prefilled else "fresh",
+                "entries_per_second": round(r.entries_per_second),
+                "ratio": round(r.entries_per_second / reference, 4),
+                "best_ratio": round(r.best_entries_per_second / reference, 4),
+                "seconds": [round(s, 4) for s in r.seconds],
+                "redelivery_checks_per_second": round(r.feeds / r.redelivery_seconds),
+            }
+            for r in results
+        ],
+    }
+
+
+def _with_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(s) for s in text.split(",") if s.strip())
+
+
+def parse_args(argv: Sequence[str]) -> Options:
+    settings = load_settings()
+    parser = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__)
+    parser.add_argument("--db", type=int, default=14, help="Redis database to use (flushed)")
+    parser.add_argument("--sizes", type=_sizes, default=(10_000, 100_000))
+    parser.add_argument("--full-sizes", type=_sizes, default=(10_000, 100_000))
+    parser.add_argument("--batch-size", type=int, default=settings.fanout_batch_size)
+    parser.add_argument("--parallelism", type=int, default=settings.fanout_parallelism)
+    parser.add_argument("--max-length", type=int, default=settings.feed_max_length)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--reference-requests", type=int, default=1_000_000)
+    args = parser.parse_args(argv)
+    return Options(
+        redis_url=_with_db(settings.redis_url, args.db),
+        sizes=args.sizes,
+        full_sizes=args.full_sizes,
+        batch_size=args.batch_size,
+        parallelism=args.parallelism,
+        max_length=args.max_length,
+        repeat=args.repeat,
+        reference_requests=args.reference_requests,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of `python -m bench.fanout`."""
+    options = parse_args(sys.argv[1:] if argv is None else argv)
+    before = redis_benchmark(options.redis_url, options.reference_requests)
+    try:
+        results = asyncio.run(run_scenarios(options))
+    finally:
+        after = redis_benchmark(options.redis_url, options.reference_requests)
+        asyncio.run(_flush(options.redis_url))
+    report(options, results, before, after)
+
+
+async def _flush(url: str) -> None:
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.flushdb(asynchronous=True)
+    finally:
+        await client.aclose()
+
+
+if __name__ == "__main__":
+    main()

@@ -9,6 +9,7 @@ from cli import demo as demo_cmd
 from cli import migrate
 from cli import queues as queues_cmd
 from cli import relay as relay_cmd
+from cli import search as search_cmd
 from cli import worker as worker_cmd
 
 app = typer.Typer(
@@ -24,6 +25,8 @@ app.command("worker")(worker_cmd.worker)
 app.command("relay")(relay_cmd.relay)
 app.command("api")(api_cmd.api)
 app.command("demo")(demo_cmd.demo)
+app.command("search")(search_cmd.search)
+app.add_typer(search_cmd.index_app, name="index")
 
 
 def main() -> None:

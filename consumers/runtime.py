@@ -66,6 +66,7 @@ class SqsConsumer:
         self._running: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._polling = False
+        self._paused = 0
         self._deleter = BatchDeleter(sqs, queue_url=queue_url, queue_name=queue_name)
         self._heartbeat = Heartbeat(
             sqs, queue_url=queue_url, visibility_timeout=settings.visibility_timeout
@@ -82,8 +83,8 @@ class SqsConsumer:
 
     @property
     def ready(self) -> bool:
-        """Polling, and the last receive (after the handler said it was ready) succeeded."""
-        return self._polling and not self._stop.is_set()
+        """Polling, the last receive succeeded and the handler's dependencies answer."""
+        return self._polling and self._paused == 0 and not self._stop.is_set()
 
     @property
     def heartbeat_extensions(self) -> int:
@@ -112,20 +113,35 @@ class SqsConsumer:
     async def _poll(self, burst: bool) -> None:
         failures = 0
         while not self._stop.is_set():
-            await self._handler.wait_ready()
-            reserved = await self._reserve()
             try:
-                raw = await self._receive(reserved)
-            except Exception as exc:  # a poller survives endpoint trouble
-                self._release_prefetch(reserved)
+                await self._poll_once(burst)
+                failures = 0
+            except Exception as exc:  # a poller survives endpoint and dependency trouble
+                self._polling = False
                 failures += 1
                 await self._pause_after_error(exc, failures)
-                continue
-            failures = 0
-            self._release_prefetch(reserved - len(raw))
-            self._accept([ReceivedMessage.from_sqs(r) for r in raw])
-            if not raw and burst and await self._drained():
-                self._stop.set()
+
+    async def _poll_once(self, burst: bool) -> None:
+        await self._wait_ready()
+        reserved = await self._reserve()
+        try:
+            raw = await self._receive(reserved)
+        except BaseException:
+            self._release_prefetch(reserved)
+            raise
+        self._release_prefetch(reserved - len(raw))
+        self._accept([ReceivedMessage.from_sqs(r) for r in raw])
+        if not raw and burst and await self._drained():
+            self._stop.set()
+
+    async def _wait_ready(self) -> None:
+        # Not ready while any poller waits on the handler (e.g. its breaker is open);
+        # a handler that is ready returns without suspending, so probes see no flicker.
+        self._paused += 1
+        try:
+            await self._handler.wait_ready()
+        finally:
+            self._paused -= 1
 
     async def _reserve(self) -> int:
         """Wait for room for one message in the buffer, then take what else is free (up to 10)."""
@@ -141,17 +157,13 @@ class SqsConsumer:
             self._prefetch.release()
 
     async def _receive(self, count: int) -> list[dict[str, object]]:
-        try:
-            response = await self._sqs.receive_message(
-                QueueUrl=self._queue_url,
-                MaxNumberOfMessages=count,
-                WaitTimeSeconds=self._settings.receive_wait_seconds,
-                AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
-                MessageAttributeNames=["All"],
-            )
-        except Exception:
-            self._polling = False
-            raise
+        response = await self._sqs.receive_message(
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=count,
+            WaitTimeSeconds=self._settings.receive_wait_seconds,
+            AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            MessageAttributeNames=["All"],
+        )
         self._polling = True
         return list(response.get("Messages", []))  # type: ignore[arg-type]
 

@@ -13,7 +13,7 @@ from consumers.publish import send_raw
 from consumers.topology import Topology, ensure_topology
 from contracts.errors import TransientError
 from contracts.events import Envelope
-from contracts.outcomes import ACK, Outcome
+from contracts.outcomes import ACK, Outcome, Retry
 from tests.conftest import make_settings
 from tests.factories import post_created, sns_notification
 from tests.integration.consumers.helpers import (
@@ -248,4 +248,49 @@ async def test_heartbeat_keeps_slow_message_invisible(sqs: Any, topo: Topology, 
     # THEN the message was never redelivered, thanks to extensions
     assert handler.calls[event.event_id] == 1
     assert consumer.heartbeat_extensions >= 2
+    assert await depth(sqs, topo.queue_url(FEED)) == 0
+
+
+async def test_polling_pauses_and_readiness_drops_while_the_handler_is_not_ready(
+    sqs: Any, settings: Settings, topo: Topology
+) -> None:
+    # GIVEN a handler whose dependency is down, and one event queued
+    class Gated(ScriptedHandler):
+        gate = asyncio.Event()
+
+        async def wait_ready(self) -> None:
+            await self.gate.wait()
+
+    handler = Gated()
+    await _send(sqs, topo, post_created())
+    consumer = make_consumer(sqs, settings, topo, handler)
+    run = asyncio.create_task(consumer.run())
+    try:
+        await asyncio.sleep(0.3)
+        # THEN nothing is received and the consumer is not ready
+        assert not consumer.ready
+        assert handler.started == []
+        # WHEN the dependency comes back THEN it polls, handles and reports ready
+        handler.gate.set()
+        await wait_until(lambda: len(handler.done) == 1 and consumer.ready)
+    finally:
+        consumer.request_stop()
+        await asyncio.wait_for(run, 10)
+
+
+async def test_retry_delay_from_the_handler_overrides_the_backoff(
+    sqs: Any, topo: Topology, aws: str
+) -> None:
+    # GIVEN a long computed backoff but a handler asking for an immediate retry
+    settings = make_settings(aws_endpoint_url=aws, retry_base_seconds=60, inprocess_retries=0)
+
+    async def later(_: Envelope, call: int) -> Outcome:
+        return Retry("Busy", "come back now", delay=0) if call == 1 else ACK
+
+    handler = ScriptedHandler(later)
+    event = post_created()
+    await _send(sqs, topo, event)
+    # WHEN consumed THEN the second receive comes at once and acks it
+    await asyncio.wait_for(make_consumer(sqs, settings, topo, handler).run(burst=True), 20)
+    assert handler.calls[event.event_id] == 2
     assert await depth(sqs, topo.queue_url(FEED)) == 0

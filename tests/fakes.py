@@ -85,3 +85,56 @@ class FlakyFeedStore:
 
     async def head(self, user_id: uuid.UUID, count: int) -> list[uuid.UUID]:
         return await self._inner.head(user_id, count)
+
+
+class FakeFeedStore:
+    """An in-memory `FeedStore` recording concurrency; `broken` feeds fail every push."""
+
+    def __init__(self, *, pause: float = 0.0) -> None:
+        self.feeds: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+        self.broken: set[uuid.UUID] = set()
+        self.done: set[tuple[uuid.UUID, str]] = set()
+        self.calls: list[tuple[str, int]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._pause = pause
+
+    async def push_batch(
+        self,
+        post_id: uuid.UUID,
+        recipients: Sequence[uuid.UUID],
+        *,
+        digest: str,
+        owner: str,
+        careful: bool,
+    ) -> BatchResult:
+        self.calls.append((digest, len(recipients)))
+        if (post_id, digest) in self.done:
+            return BatchResult(written=0, skipped=0, already_done=True)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self._pause)
+            return self._push(post_id, recipients, digest)
+        finally:
+            self.in_flight -= 1
+
+    def _push(
+        self, post_id: uuid.UUID, recipients: Sequence[uuid.UUID], digest: str
+    ) -> BatchResult:
+        failed = tuple(r for r in recipients if r in self.broken)
+        written = skipped = 0
+        for r in recipients:
+            if r in self.broken:
+                continue
+            if post_id in self.feeds[r]:
+                skipped += 1
+            else:
+                self.feeds[r].insert(0, post_id)
+                written += 1
+        if not failed:
+            self.done.add((post_id, digest))
+        return BatchResult(written=written, skipped=skipped, failed=failed)
+
+    async def head(self, user_id: uuid.UUID, count: int) -> list[uuid.UUID]:
+        return self.feeds[user_id][:count]

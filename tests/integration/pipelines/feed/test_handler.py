@@ -10,6 +10,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 import redis.asyncio as redis_asyncio
+from prometheus_client import REGISTRY
 
 from contracts.events import utcnow
 from contracts.keys import connections_cache_key, feed_key
@@ -23,6 +24,12 @@ from tests.integration.pipelines.feed.helpers import (
     post_created,
     post_id,
 )
+
+LATENCY_LABELS = {"pipeline": "feed", "event_type": "PostCreated"}
+
+
+def _sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
 
 @pytest.fixture
@@ -43,12 +50,19 @@ async def test_connections_in_both_directions_get_the_post_at_the_head(
         await redis_client.lpush(feed_key(user), "older-post")
     handler = await build(stack, redis_client)
     event = post_created(author)
+    latency_before = _sample("socialpipe_end_to_end_latency_seconds_count", LATENCY_LABELS)
+    written_before = _sample("socialpipe_fanout_targets_written_total")
 
     # WHEN the post is handled
     outcomes = await handler.handle([event])
 
-    # THEN both connections have it at the head, the author does not
+    # THEN both connections have it at the head, the author does not,
+    # and the latency and fan-out counters moved
     assert outcomes == [ACK]
+    assert _sample("socialpipe_end_to_end_latency_seconds_count", LATENCY_LABELS) == (
+        latency_before + 1
+    )
+    assert _sample("socialpipe_fanout_targets_written_total") == written_before + 2
     post = post_id(event)
     assert await feed(redis_client, asked) == [post, "older-post"]
     assert await feed(redis_client, asker) == [post, "older-post"]

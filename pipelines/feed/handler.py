@@ -89,6 +89,13 @@ class FeedHandler:
                 log.exception("feed event failed", eventPayload=event.to_json().decode())
                 return Retry(type(exc).__name__, str(exc) or type(exc).__name__)
 
+    def _age(self, event: Envelope) -> timedelta:
+        occurred = event.occurred_at
+        # A producer that omitted the offset still means UTC (DESIGN §3.3).
+        if occurred.tzinfo is None:
+            occurred = occurred.replace(tzinfo=UTC)
+        return self._now() - occurred
+
     async def _dispatch(self, event: Envelope) -> Outcome:
         payload = event.payload
         if isinstance(payload, PostCreated):
@@ -102,7 +109,7 @@ class FeedHandler:
     async def _fan_out(self, event: Envelope, post: PostCreated) -> Outcome:
         connections = await self._lookup.connections(post.author_id)
         plan = plan_fanout(post.post_id, post.author_id, connections, self._batch_size)
-        careful = self._now() - event.occurred_at > self._careful_after
+        careful = self._age(event) > self._careful_after
         # A fresh owner per attempt: a redelivery is a different owner, which makes
         # the marker switch every later batch of this post to checking mode.
         report = await self._distributor.distribute(
@@ -115,7 +122,7 @@ class FeedHandler:
                 f"{len(report.failed)} of {plan.recipient_count} feeds of post"
                 f" {post.post_id} could not be written: {_sample(report.failed)}.",
             )
-        latency = (self._now() - event.occurred_at).total_seconds()
+        latency = self._age(event).total_seconds()
         END_TO_END_LATENCY.labels(pipeline="feed", event_type=event.event_type).observe(latency)
         log.debug(
             "post fanned out",

@@ -234,3 +234,17 @@ async def test_other_event_types_are_acknowledged_and_ignored(
 
     assert await handler.handle([event]) == [ACK]
     assert await redis_client.dbsize() == 0
+
+
+async def test_occurred_at_without_offset_is_read_as_utc(
+    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+) -> None:
+    # GIVEN an event whose occurredAt carries no UTC offset
+    author, friend = await add_users(db, 2)
+    await connect(db, author, [friend])
+    handler = await build(stack, redis_client)
+    event = post_created(author, occurred_at=utcnow().replace(tzinfo=None))
+
+    # WHEN handled THEN it is fanned out like any other
+    assert await handler.handle([event]) == [ACK]
+    assert await feed(redis_client, friend) == [post_id(event)]

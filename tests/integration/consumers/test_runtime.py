@@ -29,6 +29,14 @@ FEED = "feed-fanout"
 
 
 @pytest.fixture
+def settings(aws: str, database_url: str) -> Settings:
+    """One poller: moto's ReceiveMessage is not atomic across concurrent requests, so two
+    pollers can both get the same message; exact call counts below need one poller
+    (real SQS duplicates rarely, and the handlers are idempotent either way)."""
+    return make_settings(aws_endpoint_url=aws, pollers=1)
+
+
+@pytest.fixture
 async def topo(sqs: Any, sns: Any, settings: Settings) -> Topology:
     return await ensure_topology(sqs, sns, settings)
 
@@ -123,7 +131,9 @@ async def test_persistent_transient_failure_is_dead_lettered_on_the_last_receive
     sqs: Any, topo: Topology, aws: str
 ) -> None:
     # GIVEN a handler that always fails transiently (no in-process retries, fast backoff)
-    settings = make_settings(aws_endpoint_url=aws, inprocess_retries=0, retry_base_seconds=0.5)
+    settings = make_settings(
+        aws_endpoint_url=aws, pollers=1, inprocess_retries=0, retry_base_seconds=0.5
+    )
 
     async def down(_: Envelope, __: int) -> Outcome:
         raise ConnectionError("redis is down")
@@ -208,7 +218,7 @@ async def test_work_outliving_the_grace_is_cancelled_and_released(
     sqs: Any, topo: Topology, aws: str
 ) -> None:
     # GIVEN a handler that never finishes and a short shutdown grace
-    settings = make_settings(aws_endpoint_url=aws, shutdown_grace_seconds=0.3)
+    settings = make_settings(aws_endpoint_url=aws, pollers=1, shutdown_grace_seconds=0.3)
 
     async def stuck(_: Envelope, __: int) -> Outcome:
         await asyncio.Event().wait()
@@ -230,7 +240,7 @@ async def test_work_outliving_the_grace_is_cancelled_and_released(
 
 async def test_heartbeat_keeps_slow_message_invisible(sqs: Any, topo: Topology, aws: str) -> None:
     # GIVEN a visibility timeout of 2 s and work that takes 3.5 s
-    settings = make_settings(aws_endpoint_url=aws, visibility_timeout=2)
+    settings = make_settings(aws_endpoint_url=aws, pollers=1, visibility_timeout=2)
     await sqs.set_queue_attributes(
         QueueUrl=topo.queue_url(FEED), Attributes={"VisibilityTimeout": "2"}
     )
@@ -282,7 +292,9 @@ async def test_retry_delay_from_the_handler_overrides_the_backoff(
     sqs: Any, topo: Topology, aws: str
 ) -> None:
     # GIVEN a long computed backoff but a handler asking for an immediate retry
-    settings = make_settings(aws_endpoint_url=aws, retry_base_seconds=60, inprocess_retries=0)
+    settings = make_settings(
+        aws_endpoint_url=aws, pollers=1, retry_base_seconds=60, inprocess_retries=0
+    )
 
     async def later(_: Envelope, call: int) -> Outcome:
         return Retry("Busy", "come back now", delay=0) if call == 1 else ACK
@@ -293,4 +305,19 @@ async def test_retry_delay_from_the_handler_overrides_the_backoff(
     # WHEN consumed THEN the second receive comes at once and acks it
     await asyncio.wait_for(make_consumer(sqs, settings, topo, handler).run(burst=True), 20)
     assert handler.calls[event.event_id] == 2
+    assert await depth(sqs, topo.queue_url(FEED)) == 0
+
+
+async def test_several_pollers_handle_every_message(sqs: Any, topo: Topology, aws: str) -> None:
+    # GIVEN 40 events and three pollers
+    settings = make_settings(aws_endpoint_url=aws, pollers=3)
+    events = [post_created() for _ in range(40)]
+    await _send(sqs, topo, *events)
+    handler = ScriptedHandler()
+    # WHEN consumed
+    await asyncio.wait_for(
+        make_consumer(sqs, settings, topo, handler, concurrency=8).run(burst=True), 30
+    )
+    # THEN every event was handled (at least once: moto may hand one to two pollers)
+    assert set(handler.done) == {e.event_id for e in events}
     assert await depth(sqs, topo.queue_url(FEED)) == 0

@@ -69,7 +69,9 @@ async def test_burst_worker_drains_the_queue_and_returns_zero(
     await publish_events(sns, topo.topic_arn, events)
     handler = ScriptedHandler()
     # WHEN a burst worker runs with its health server on
-    cfg = make_settings(aws_endpoint_url=settings.aws_endpoint_url, metrics_port=free_port())
+    cfg = make_settings(
+        aws_endpoint_url=settings.aws_endpoint_url, metrics_port=free_port(), pollers=1
+    )
     code = await asyncio.wait_for(
         run_worker(cfg, "feed", burst=True, concurrency=None, handler=handler), 30
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 import typer
+from botocore.exceptions import BotoCoreError, ClientError
 
 from cli.common import fail, run, settings
 from config.worker import PipelineUnavailable, run_worker
@@ -44,4 +45,8 @@ def worker(
         code = run(run_worker(cfg, pipeline.value, burst=burst, concurrency=concurrency))
     except (PipelineUnavailable, UnknownQueue) as exc:
         fail(str(exc))
+    except ClientError as exc:
+        fail(f"SQS refused the request: {exc.response.get('Error', {}).get('Message', exc)}.")
+    except BotoCoreError as exc:
+        fail(f"cannot reach SQS at {cfg.aws_endpoint_url or 'AWS'} ({exc}).")
     raise typer.Exit(code)

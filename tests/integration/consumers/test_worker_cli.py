@@ -134,3 +134,14 @@ async def _became_ready(port: int) -> bool:
             return True
         await asyncio.sleep(0.1)
     return False
+
+
+def test_worker_says_when_its_queue_does_not_exist(settings: Settings) -> None:
+    # GIVEN an emulator without queues
+    # WHEN a worker starts THEN it fails with one sentence pointing at `queues create`
+    result = CliRunner().invoke(
+        app, ["worker", "notifications", "--burst"], env=_env(settings, METRICS_PORT="0")
+    )
+    assert result.exit_code == 1
+    assert "run `socialpipe queues create` first" in result.output
+    assert "Traceback" not in result.output

@@ -23,6 +23,7 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionContext, ExecutionResult
 
 from api.errors import ApiError, Unauthenticated
+from api.guard import RejectUnstorableText
 from api.schema import ApiContext, Mutation, Query
 from api.services import Services
 
@@ -49,7 +50,7 @@ class ApiSchema(Schema):
 
 
 def build_schema() -> Schema:
-    return ApiSchema(query=Query, mutation=Mutation)
+    return ApiSchema(query=Query, mutation=Mutation, extensions=[RejectUnstorableText])
 
 
 class GraphQLApp(GraphQL[ApiContext, None]):

@@ -26,6 +26,7 @@ ALREADY_CONNECTED: Final = "You are already connected with this user."
 SELF_CONNECTION: Final = "You cannot connect with yourself."
 EMAIL_TAKEN: Final = "An account with this email address already exists."
 TEXT_FIELD_TOO_LONG: Final = "{field} cannot exceed {limit} characters."
+UNSTORABLE_TEXT: Final = "Text cannot contain NUL characters or unpaired surrogates."
 
 PASSWORD_MIN_LENGTH: Final = 12
 PASSWORD_MAX_LENGTH: Final = 1024
@@ -122,6 +123,17 @@ def check_text_length(value: str | None, field: str, label: str, limit: int) -> 
     """Free-text profile fields (headline, location, company…) with a generic limit."""
     if value is not None and len(value) > limit:
         raise ValidationFailed(TEXT_FIELD_TOO_LONG.format(field=label, limit=limit), field)
+    return value
+
+
+def check_storable_text(value: str, field: str) -> str:
+    """Text PostgreSQL can store: JSON lets NUL and lone surrogates through, `text` refuses both."""
+    if "\x00" in value:
+        raise ValidationFailed(UNSTORABLE_TEXT, field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationFailed(UNSTORABLE_TEXT, field) from None
     return value
 
 

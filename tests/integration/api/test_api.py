@@ -318,3 +318,25 @@ async def test_invalid_json_and_bad_ids_answer_400(api: Api) -> None:
     )
     status, _ = await api.call('query { profile(userId: "nope") { userId } }', token=token)
     assert (r.status_code, status) == (400, 400)
+
+
+async def test_text_postgresql_cannot_store_answers_400_not_500(api: Api) -> None:
+    # GIVEN a user WHEN NUL characters arrive in a search, a post and an input object
+    token, _ = await api.register("nul@example.com")
+    search = await bad_request(
+        api, "query($q: String!) { searchUsers(query: $q) { userId } }", {"q": "a\x00"}, token
+    )
+    post = await bad_request(
+        api, "mutation($t: String!) { createPost(textContent: $t) { id } }", {"t": "\x00"}, token
+    )
+    profile = await bad_request(
+        api,
+        "mutation($h: String) { updateProfile(input: {headline: $h}) { headline } }",
+        {"h": "x\x00"},
+        token,
+    )
+    # THEN each is refused with the one message, naming the argument
+    message = "Text cannot contain NUL characters or unpaired surrogates."
+    assert search == (message, "query")
+    assert post == (message, "textContent")
+    assert profile == (message, "headline")

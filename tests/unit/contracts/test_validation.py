@@ -136,3 +136,14 @@ def test_age_is_never_negative_for_past_birth_dates_and_grows_on_birthdays(dob: 
     if dob <= TODAY:
         assert v.age_on(dob, TODAY) >= 0
     assert v.age_on(dob, dob) == 0
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\x00", "half \ud800 pair"])
+def test_text_postgresql_cannot_store_is_refused_with_its_field(text: str) -> None:
+    assert failure(v.check_storable_text, text, "headline") == (v.UNSTORABLE_TEXT, "headline")
+
+
+@given(st.text())
+def test_any_text_without_nul_is_storable(text: str) -> None:
+    clean = text.replace("\x00", "")
+    assert v.check_storable_text(clean, "x") == clean

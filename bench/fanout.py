@@ -38,6 +38,7 @@ from transforms.fanout import FanoutPlan, plan_fanout
 
 REFERENCE_RE = re.compile(r"LPUSH:\s*([\d.]+)\s+requests per second")
 RESTORE_CHUNK = 1000
+REFERENCE_KEY = "mylist"  # where redis-benchmark's LPUSH test writes
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class Options:
     max_length: int
     repeat: int
     reference_requests: int
+    paired_requests: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ class Scenario:
     feeds: int
     prefilled: bool
     seconds: list[float]
+    paired_references: list[float]
     redelivery_seconds: float
 
     @property
@@ -66,6 +69,14 @@ class Scenario:
     @property
     def best_entries_per_second(self) -> float:
         return self.feeds / min(self.seconds)
+
+    @property
+    def paired_ratio(self) -> float | None:
+        """Median over runs of entries/s ÷ the reference measured just before that run."""
+        if not self.paired_references:
+            return None
+        pairs = zip(self.seconds, self.paired_references, strict=True)
+        return statistics.median(self.feeds / s / ref for s, ref in pairs)
 
 
 def redis_benchmark(url: str, requests: int) -> float:
@@ -146,18 +157,42 @@ async def scenario(
     recipients = [uuid.uuid4() for _ in range(feeds)]
     base = plan_fanout(uuid.uuid4(), uuid.uuid4(), recipients, options.batch_size)
     seconds: list[float] = []
+    references: list[float] = []
     plan = base
-    for _ in range(options.repeat):
+    if prefilled:
+        # Filled once: after each push the feeds are full again, the steady state.
         await flush_and_settle(client)
-        if prefilled:
-            await prefill(client, recipients, options.max_length)
+        await prefill(client, recipients, options.max_length)
+    for _ in range(options.repeat):
+        if options.paired_requests:
+            references.append(await paired_reference(client, options))
+        if not prefilled:
+            await flush_and_settle(client)
         plan = dataclasses.replace(base, post_id=uuid.uuid4())
         seconds.append(await timed_distribution(distributor, plan, careful=False))
         await check_feeds(client, plan, options.max_length, prefilled)
     # A redelivery of the last post: another owner, so every feed is checked first.
     redelivery = await timed_distribution(distributor, plan, careful=True)
     await client.flushdb(asynchronous=True)
-    return Scenario(feeds, prefilled, seconds, redelivery)
+    return Scenario(feeds, prefilled, seconds, references, redelivery)
+
+
+async def paired_reference(client: aioredis.Redis, options: Options) -> float:
+    """A short reference run right before a timed run: on a shared machine the load
+    changes within seconds, so a ratio per pair is steadier than one over minutes."""
+    rps = await asyncio.to_thread(redis_benchmark, options.redis_url, options.paired_requests)
+    await client.unlink(REFERENCE_KEY)
+    return rps
+
+
+async def warm_up(client: aioredis.Redis, options: Options) -> None:
+    """Load the script and open the pool's connections outside the timed runs."""
+    store = RedisFeedStore(client, max_length=options.max_length, marker_ttl=60)
+    plan = plan_fanout(uuid.uuid4(), uuid.uuid4(), [uuid.uuid4() for _ in range(2000)], 100)
+    await Distributor(store, parallelism=options.parallelism).distribute(
+        plan, owner="warm-up", careful=False
+    )
+    await flush_and_settle(client)
 
 
 async def run_scenarios(options: Options) -> list[Scenario]:
@@ -165,7 +200,8 @@ async def run_scenarios(options: Options) -> list[Scenario]:
         options.redis_url, max_connections=options.parallelism + 4, socket_timeout=60
     )
     try:
-        await client.flushdb(asynchronous=True)
+        await flush_and_settle(client)
+        await warm_up(client, options)
         results = [await scenario(client, options, n, prefilled=False) for n in options.sizes]
         results += [await scenario(client, options, n, prefilled=True) for n in options.full_sizes]
         return results
@@ -181,14 +217,14 @@ def report(options: Options, results: list[Scenario], before: float, after: floa
         f"batch size {options.batch_size}, parallelism {options.parallelism},"
         f" feed limit {options.max_length}, median of {options.repeat} runs"
     )
-    print(
-        f"{'feeds':>8} {'state':<10} {'entries/s':>11} {'ratio':>6} {'best':>6} {'redeliv/s':>11}"
-    )
+    header = f"{'feeds':>8} {'state':<6} {'entries/s':>11} {'ratio':>6} {'best':>6}"
+    print(header + f" {'paired':>6} {'redeliv/s':>11}")
     for r in results:
+        paired = f"{r.paired_ratio:>6.3f}" if r.paired_ratio is not None else f"{'-':>6}"
         print(
-            f"{r.feeds:>8} {'full' if r.prefilled else 'fresh':<10}"
+            f"{r.feeds:>8} {'full' if r.prefilled else 'fresh':<6}"
             f" {r.entries_per_second:>11,.0f} {r.entries_per_second / reference:>6.3f}"
-            f" {r.best_entries_per_second / reference:>6.3f}"
+            f" {r.best_entries_per_second / reference:>6.3f} {paired}"
             f" {r.feeds / r.redelivery_seconds:>11,.0f}"
         )
     print(orjson.dumps(_summary(options, results, before, after)).decode())
@@ -212,6 +248,8 @@ def _summary(
                 "entries_per_second": round(r.entries_per_second),
                 "ratio": round(r.entries_per_second / reference, 4),
                 "best_ratio": round(r.best_entries_per_second / reference, 4),
+                "paired_ratio": None if r.paired_ratio is None else round(r.paired_ratio, 4),
+                "paired_references": [round(x) for x in r.paired_references],
                 "seconds": [round(s, 4) for s in r.seconds],
                 "redelivery_checks_per_second": round(r.feeds / r.redelivery_seconds),
             }
@@ -240,6 +278,12 @@ def parse_args(argv: Sequence[str]) -> Options:
     parser.add_argument("--max-length", type=int, default=settings.feed_max_length)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--reference-requests", type=int, default=1_000_000)
+    parser.add_argument(
+        "--paired-requests",
+        type=int,
+        default=300_000,
+        help="requests of the short reference before each timed run (0: none)",
+    )
     args = parser.parse_args(argv)
     return Options(
         redis_url=_with_db(settings.redis_url, args.db),
@@ -250,6 +294,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         max_length=args.max_length,
         repeat=args.repeat,
         reference_requests=args.reference_requests,
+        paired_requests=args.paired_requests,
     )
 
 

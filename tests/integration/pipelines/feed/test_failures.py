@@ -18,6 +18,7 @@ from pipelines.feed.distribution import Distributor
 from pipelines.feed.enrichment import ConnectionLookup
 from pipelines.feed.handler import FeedHandler
 from pipelines.feed.redis_feeds import RedisFeedStore
+from tests.conftest import free_port
 from tests.fakes import FakeClock, FakeConnectionSource, FlakyFeedStore
 from tests.integration.pipelines.feed.helpers import build, feed, post_created, post_id
 
@@ -166,3 +167,21 @@ async def test_script_is_reloaded_after_script_flush(redis_client: redis_asyncio
     # THEN it worked
     assert result.written == 1
     assert (await store.head(user, 1)) == [post]
+
+
+async def test_unreachable_redis_gives_retry_not_a_crash(stack: AsyncExitStack) -> None:
+    # GIVEN a handler whose Redis does not answer (nothing listens on the port)
+    source = FakeConnectionSource()
+    author = uuid.uuid4()
+    source.connect(author, uuid.uuid4())
+    dead = redis_asyncio.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=1)
+    stack.push_async_callback(dead.aclose)
+    handler = await build(stack, dead, source=source)
+
+    # WHEN a post is handled
+    [outcome] = await handler.handle([post_created(author)])
+
+    # THEN the message is retried as a transient failure
+    assert isinstance(outcome, Retry)
+    assert outcome.error_type == "TransientError"
+    assert "Redis is unreachable" in outcome.reason

@@ -7,11 +7,13 @@ Expected failures become HTTP statuses here: validation 400 (with `extensions`
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import structlog
-from graphql import GraphQLError
+from graphql import DocumentNode, FieldNode, GraphQLError, OperationDefinitionNode
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -19,6 +21,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from strawberry import Schema
 from strawberry.asgi import GraphQL
+from strawberry.extensions import SchemaExtension
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionContext, ExecutionResult
 
@@ -49,8 +52,54 @@ class ApiSchema(Schema):
                 )
 
 
+class OperationLog(SchemaExtension):
+    """One DEBUG line per operation: its root fields, error codes and duration.
+
+    Deliberately never the variables or the query text: they carry passwords.
+    """
+
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        context = self.execution_context
+        # Execution errors are in the result; parse/validation ones only before it.
+        errors = _result_errors(context.result) or context.pre_execution_errors or []
+        log.debug(
+            "graphql operation",
+            operationName=context.operation_name,
+            fields=_root_fields(context.graphql_document),
+            errorCodes=[_code(e) for e in errors],
+            durationMs=round((time.perf_counter() - started) * 1000, 2),
+        )
+
+
+def _result_errors(result: object) -> list[GraphQLError]:
+    return list(getattr(result, "errors", None) or [])
+
+
+def _root_fields(document: DocumentNode | None) -> list[str]:
+    if document is None:
+        return []
+    return [
+        selection.name.value
+        for definition in document.definitions
+        if isinstance(definition, OperationDefinitionNode)
+        for selection in definition.selection_set.selections
+        if isinstance(selection, FieldNode)
+    ]
+
+
+def _code(error: GraphQLError) -> str:
+    original = error.original_error
+    if isinstance(original, ApiError):
+        return original.code
+    return "GRAPHQL_VALIDATION_FAILED" if original is None else "INTERNAL_SERVER_ERROR"
+
+
 def build_schema() -> Schema:
-    return ApiSchema(query=Query, mutation=Mutation, extensions=[RejectUnstorableText])
+    return ApiSchema(
+        query=Query, mutation=Mutation, extensions=[RejectUnstorableText, OperationLog]
+    )
 
 
 class GraphQLApp(GraphQL[ApiContext, None]):

@@ -95,6 +95,7 @@ class OutboxRelay:
         for row in rows:
             if row.id not in failed:
                 OUTBOX_PUBLISHED.labels(row.event_type).inc()
+        log.debug("outbox published", published=len(done), claimed=len(rows))
         if failed:
             OUTBOX_PUBLISH_FAILURES.inc(len(failed))
             log.warning("outbox publish failed", failed=len(failed), claimed=len(rows))

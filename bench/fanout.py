@@ -60,6 +60,7 @@ class Scenario:
     prefilled: bool
     seconds: list[float]
     paired_references: list[float]
+    server_usec_per_entry: float
     redelivery_seconds: float
 
     @property
@@ -146,7 +147,11 @@ async def check_feeds(
         length = await client.llen(feed_key(user))
         want = max_length if prefilled else 1
         if head != post or length != want:
-            raise SystemExit(f"Feed of {user} is wrong after the run: head {head!r}, {length}.")
+            raise SystemExit(
+                f"Feed of {user} is wrong after the run ({'full' if prefilled else 'fresh'},"
+                f" post {post.decode()}): head {head!r}, length {length}; is another process"
+                " using this Redis database?"
+            )
 
 
 async def scenario(
@@ -158,6 +163,7 @@ async def scenario(
     base = plan_fanout(uuid.uuid4(), uuid.uuid4(), recipients, options.batch_size)
     seconds: list[float] = []
     references: list[float] = []
+    server_usec: list[float] = []
     plan = base
     if prefilled:
         # Filled once: after each push the feeds are full again, the steady state.
@@ -169,12 +175,22 @@ async def scenario(
         if not prefilled:
             await flush_and_settle(client)
         plan = dataclasses.replace(base, post_id=uuid.uuid4())
+        script_before = await script_usec(client)
         seconds.append(await timed_distribution(distributor, plan, careful=False))
+        server_usec.append(await script_usec(client) - script_before)
         await check_feeds(client, plan, options.max_length, prefilled)
     # A redelivery of the last post: another owner, so every feed is checked first.
     redelivery = await timed_distribution(distributor, plan, careful=True)
     await client.flushdb(asynchronous=True)
-    return Scenario(feeds, prefilled, seconds, references, redelivery)
+    return Scenario(
+        feeds, prefilled, seconds, references, statistics.median(server_usec) / feeds, redelivery
+    )
+
+
+async def script_usec(client: aioredis.Redis) -> float:
+    """CPU time Redis has spent in EVALSHA so far (INFO commandstats), in µs."""
+    stats = await client.info("commandstats")
+    return float(stats.get("cmdstat_evalsha", {}).get("usec", 0))
 
 
 async def paired_reference(client: aioredis.Redis, options: Options) -> float:
@@ -218,13 +234,14 @@ def report(options: Options, results: list[Scenario], before: float, after: floa
         f" feed limit {options.max_length}, median of {options.repeat} runs"
     )
     header = f"{'feeds':>8} {'state':<6} {'entries/s':>11} {'ratio':>6} {'best':>6}"
-    print(header + f" {'paired':>6} {'redeliv/s':>11}")
+    print(header + f" {'paired':>6} {'srv µs':>6} {'redeliv/s':>11}")
     for r in results:
         paired = f"{r.paired_ratio:>6.3f}" if r.paired_ratio is not None else f"{'-':>6}"
         print(
             f"{r.feeds:>8} {'full' if r.prefilled else 'fresh':<6}"
             f" {r.entries_per_second:>11,.0f} {r.entries_per_second / reference:>6.3f}"
             f" {r.best_entries_per_second / reference:>6.3f} {paired}"
+            f" {r.server_usec_per_entry:>6.2f}"
             f" {r.feeds / r.redelivery_seconds:>11,.0f}"
         )
     print(orjson.dumps(_summary(options, results, before, after)).decode())
@@ -250,6 +267,7 @@ def _summary(
                 "best_ratio": round(r.best_entries_per_second / reference, 4),
                 "paired_ratio": None if r.paired_ratio is None else round(r.paired_ratio, 4),
                 "paired_references": [round(x) for x in r.paired_references],
+                "server_usec_per_entry": round(r.server_usec_per_entry, 3),
                 "seconds": [round(s, 4) for s in r.seconds],
                 "redelivery_checks_per_second": round(r.feeds / r.redelivery_seconds),
             }

@@ -12,6 +12,7 @@ STAMP := $(VENV)/.installed-$(PYPROJECT_HASH)
 SERVICES := $(BIN)/python scripts/services.py
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+BENCH_ARGS ?=
 
 # Exports DATABASE_URL/REDIS_URL of embedded servers when the configured ones do
 # not answer, and stops those servers when the recipe ends (KEEP_SERVICES=1 keeps them).
@@ -67,7 +68,7 @@ demo: venv ## Run the whole system on embedded defaults with a minute of posts
 
 bench: venv ## Run the fan-out benchmark (python -m bench.fanout)
 	@$(with_services) \
-	$(BIN)/python -m bench.fanout
+	$(BIN)/python -m bench.fanout $(BENCH_ARGS)
 
 clean: ## Stop embedded services; remove caches, build output and .run/
 	@if [ -x $(BIN)/python ]; then $(SERVICES) stop; fi

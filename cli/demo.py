@@ -6,11 +6,13 @@ import json
 
 import asyncpg
 import typer
+from redis.exceptions import RedisError
 from rich.console import Console
 from rich.table import Table
 
 from cli.common import fail, run, settings
 from config.logging import configure_logging
+from contracts.errors import TransientError
 from loadtest.demo import DemoOptions, DemoReport, run_demo
 from store.migrate import MigrationError
 
@@ -43,8 +45,10 @@ def demo(
     )
     try:
         report = run(run_demo(cfg, options))
-    except (MigrationError, asyncpg.PostgresError) as exc:
+    except (MigrationError, asyncpg.PostgresError, TransientError) as exc:
         fail(str(exc))
+    except RedisError as exc:
+        fail(f"Redis at REDIS_URL failed: {exc}")
     Console().print(report_table(report))
     typer.echo(json.dumps({"demo": report.to_dict()}, separators=(",", ":")))
     if report.dlq or report.not_visible:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -33,7 +33,9 @@ class FakeConnectionSource:
     """An in-memory `ConnectionSource` with failure and latency injection.
 
     `fail_next` calls raise `SourceDown` (all calls while `down` is set);
-    `delay` seconds are awaited before answering, to provoke timeouts.
+    `delay` seconds are awaited before answering, to provoke timeouts;
+    `during_read` runs after the answer is taken, before it is returned, to
+    stage a change racing with the read.
     """
 
     def __init__(self) -> None:
@@ -42,6 +44,7 @@ class FakeConnectionSource:
         self.fail_next = 0
         self.down = False
         self.delay = 0.0
+        self.during_read: Callable[[], Awaitable[None]] | None = None
 
     def connect(self, a: uuid.UUID, *others: uuid.UUID) -> None:
         for b in others:
@@ -55,7 +58,10 @@ class FakeConnectionSource:
         if self.down or self.fail_next > 0:
             self.fail_next = max(0, self.fail_next - 1)
             raise SourceDown(f"connection source unavailable for {user_id}")
-        return sorted(self._graph[user_id])
+        answer = sorted(self._graph[user_id])
+        if self.during_read is not None:
+            await self.during_read()
+        return answer
 
 
 class FlakyFeedStore:

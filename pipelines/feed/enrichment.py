@@ -3,7 +3,8 @@
 Read through a Redis cache of packed 16-byte UUIDs: a fresh copy
 (`conn:{userId}`, short TTL, dropped on ConnectionAccepted) and a stale copy
 (`conn:{userId}:stale`, long TTL) kept only as the fallback while the source is
-failing. Source reads go through a circuit breaker. The stale copy is not
+failing; `conn:{userId}:gen` counts invalidations so that a read racing with one
+is not cached. Source reads go through a circuit breaker. The stale copy is not
 dropped on invalidation on purpose: during an outage, a list missing the newest
 connection is better than no fan-out at all.
 """
@@ -27,6 +28,20 @@ UUID_BYTES = 16
 
 def stale_cache_key(user_id: uuid.UUID) -> str:
     return f"{connections_cache_key(user_id)}:stale"
+
+
+def generation_key(user_id: uuid.UUID) -> str:
+    return f"{connections_cache_key(user_id)}:gen"
+
+
+# Cache a list only if no invalidation happened since the read began (the
+# generation is unchanged); otherwise the list may lack the newest connection.
+STORE_IF_UNCHANGED = """
+if (redis.call('GET', KEYS[3]) or '') ~= ARGV[4] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
+return 1
+"""
 
 
 def pack_ids(ids: list[uuid.UUID]) -> bytes:
@@ -57,6 +72,7 @@ class ConnectionLookup:
         self._fresh_ttl = fresh_ttl
         self._stale_ttl = stale_ttl
         self._starved = False
+        self._store_script = client.register_script(STORE_IF_UNCHANGED)
 
     async def connections(self, user_id: uuid.UUID) -> list[uuid.UUID]:
         """The accepted connections of `user_id`, either direction.
@@ -64,7 +80,9 @@ class ConnectionLookup:
         Raises `DependencyUnavailable` when the breaker is open and no stale copy
         exists, `TransientError` when the source failed and no stale copy exists.
         """
-        cached = await self._redis.get(connections_cache_key(user_id))
+        cached, generation = await self._redis.mget(
+            connections_cache_key(user_id), generation_key(user_id)
+        )
         if cached is not None:
             return unpack_ids(cached)
         try:
@@ -72,12 +90,21 @@ class ConnectionLookup:
         except Exception as exc:
             return await self._fallback(user_id, exc)
         self._starved = False
-        await self._store(user_id, ids)
+        await self._store(user_id, ids, generation or b"")
         return ids
 
     async def invalidate(self, *user_ids: uuid.UUID) -> None:
-        """Drop the fresh cached lists, so the next read goes to the source."""
-        await self._redis.delete(*(connections_cache_key(u) for u in user_ids))
+        """Drop the fresh cached lists, so the next read goes to the source.
+
+        Also bumps each user's generation, so a read that started before this
+        invalidation (and may miss the new connection) does not re-cache its list.
+        """
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user in user_ids:
+                pipe.delete(connections_cache_key(user))
+                pipe.incr(generation_key(user))
+                pipe.expire(generation_key(user), self._fresh_ttl)
+            await pipe.execute()
 
     async def wait_ready(self) -> None:
         """Block while the breaker is open and the last read found no fallback."""
@@ -85,12 +112,15 @@ class ConnectionLookup:
             await self._breaker.wait_until_callable()
             self._starved = False
 
-    async def _store(self, user_id: uuid.UUID, ids: list[uuid.UUID]) -> None:
-        packed = pack_ids(ids)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(connections_cache_key(user_id), packed, ex=self._fresh_ttl)
-            pipe.set(stale_cache_key(user_id), packed, ex=self._stale_ttl)
-            await pipe.execute()
+    async def _store(
+        self, user_id: uuid.UUID, ids: list[uuid.UUID], generation: bytes | str
+    ) -> None:
+        keys = [connections_cache_key(user_id), stale_cache_key(user_id), generation_key(user_id)]
+        ttls = [self._fresh_ttl, self._stale_ttl]
+        args: list[bytes | str | int] = [pack_ids(ids), *ttls, generation]
+        stored = await self._store_script(keys=keys, args=args)
+        if not stored:
+            log.debug("connections changed while read; not cached", userId=str(user_id))
 
     async def _fallback(
         self,

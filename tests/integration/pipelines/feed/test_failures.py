@@ -185,3 +185,28 @@ async def test_unreachable_redis_gives_retry_not_a_crash(stack: AsyncExitStack) 
     assert isinstance(outcome, Retry)
     assert outcome.error_type == "TransientError"
     assert "Redis is unreachable" in outcome.reason
+
+
+async def test_read_racing_with_an_invalidation_is_not_cached(
+    redis_client: redis_asyncio.Redis,
+) -> None:
+    # GIVEN a source read during which the author accepts a new connection
+    author, old_friend, new_friend = people(3)
+    source = FakeConnectionSource()
+    source.connect(author, old_friend)
+    look = lookup(source, redis_client, FakeClock())
+
+    async def accept_meanwhile() -> None:
+        source.during_read = None
+        source.connect(author, new_friend)
+        await look.invalidate(author, new_friend)
+
+    source.during_read = accept_meanwhile
+
+    # WHEN the read finishes with the list from before the acceptance
+    assert await look.connections(author) == [old_friend]
+
+    # THEN it was not cached, and the next read sees the new connection
+    assert not await redis_client.exists(connections_cache_key(author))
+    assert sorted(await look.connections(author)) == sorted([old_friend, new_friend])
+    assert await redis_client.exists(connections_cache_key(author))

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
 import asyncpg
-from prometheus_client import start_http_server
 
 from config.clients import open_sns
+from config.health import serving
 from config.logging import configure_logging
 from config.settings import Settings
 from pipelines.relay.ports import EventPublisher
@@ -49,17 +50,39 @@ async def build_relay(
 
 
 async def run_relay(
-    settings: Settings, *, burst: bool = False, options: RelayOptions | None = None
+    settings: Settings,
+    *,
+    burst: bool = False,
+    options: RelayOptions | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Run the relay until SIGTERM/SIGINT (or, with `burst`, until the outbox is drained)."""
+    """Run the relay until SIGTERM/SIGINT or `stop` (or, with `burst`, until drained).
+
+    `/healthz`, `/readyz` and `/metrics` are served on `METRICS_PORT` meanwhile;
+    ready means the last cycle reached both the database and the event bus.
+    """
     configure_logging("relay", settings.log_level)
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop or asyncio.Event()
     async with AsyncExitStack() as stack:
         relay = await build_relay(stack, settings, options=options)
-        await relay.run(stop, burst=burst)
+        with _stop_on_signals(stop.set):
+            async with serving(
+                settings.metrics_port, host=settings.metrics_host, ready=lambda: relay.ready
+            ):
+                await relay.run(stop, burst=burst)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # Not possible off the main thread (a relay embedded in a test or the demo).
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop)
+            installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

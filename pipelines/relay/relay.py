@@ -81,6 +81,12 @@ class OutboxRelay:
         self._listen_connect = listen
         self._listener: Any = None
         self._wake = asyncio.Event()
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        """The last cycle reached the database and the bus accepted what it was given."""
+        return self._ready
 
     async def publish_pending(self) -> Cycle:
         """Run one cycle over at most `batch_size` pending rows."""
@@ -148,7 +154,10 @@ class OutboxRelay:
             await self.refresh_lag()
         except _DB_ERRORS as exc:
             log.warning("outbox database unavailable", errorMessage=str(exc))
+            self._ready = False
             return Cycle(0, 0, 1)
+        # A few refused rows do not make the relay unready; a bus refusing everything does.
+        self._ready = not cycle.failed or cycle.published > 0
         return cycle
 
     def _give_up_if_burst(self, burst: bool, failures: int) -> None:

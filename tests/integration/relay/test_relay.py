@@ -156,9 +156,15 @@ async def test_killed_connection_releases_claimed_rows(db: asyncpg.Pool, databas
     tx = conn.transaction()
     await tx.start()
     assert len(await outbox.claim(conn, 10)) == 3
+    pid = conn.get_server_pid()
     async with db.acquire() as admin:
-        await admin.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
-    conn.terminate()
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        conn.terminate()
+        # Termination is asynchronous: until the backend is gone its locks still hold.
+        end = time.monotonic() + 10
+        while await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+            assert time.monotonic() < end, "the terminated backend did not exit"
+            await asyncio.sleep(0.02)
     # WHEN another relay claims
     async with db.acquire() as other, other.transaction():
         claimed = await outbox.claim(other, 10)

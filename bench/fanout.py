@@ -29,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import redis.asyncio as aioredis
+import uvloop
 
 from config.settings import load_settings
 from contracts.keys import feed_key
@@ -321,7 +322,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     options = parse_args(sys.argv[1:] if argv is None else argv)
     before = redis_benchmark(options.redis_url, options.reference_requests)
     try:
-        results = asyncio.run(run_scenarios(options))
+        # uvloop, as the worker runs under `socialpipe` (cli.common.run).
+        results = uvloop.run(run_scenarios(options))
     finally:
         after = redis_benchmark(options.redis_url, options.reference_requests)
         asyncio.run(_flush(options.redis_url))

@@ -29,7 +29,7 @@ help: ## List the targets
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "installing socialpipe[dev] into $(VENV)"
+	@echo "installing socialpipe[dev] into $(VENV)" >&2
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' \
 		> $(VENV)/pip-install.log 2>&1 || { cat $(VENV)/pip-install.log >&2; exit 1; }
 	@rm -f $(VENV)/.installed-*

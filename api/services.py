@@ -26,6 +26,7 @@ from api.errors import (
     NotFound,
     Unauthenticated,
 )
+from api.ports import PeopleSearch, UnreadCounters
 from contracts import validation as v
 from contracts.dto import FeedItemDTO, ProfileDTO, SearchHitDTO
 from contracts.events import (
@@ -38,8 +39,6 @@ from contracts.events import (
     new_envelope,
 )
 from contracts.keys import feed_key
-from pipelines.notifications.redis_counters import RedisUnreadCounters
-from pipelines.search.ports import SearchIndex, SearchQuery
 from store import notifications as notes
 from store import outbox, posts, social, users
 from store.social import ConnectionRow, MessageRow, PendingRequestExists
@@ -57,13 +56,14 @@ class FeedPage:
 
 
 class Services:
-    """Everything the resolvers may do, over one pool, one Redis and the search port."""
+    """Everything the resolvers may do, over one pool, one Redis (feeds) and two ports."""
 
     def __init__(
         self,
         pool: Any,
         redis: Any,
-        search: SearchIndex | None,
+        search: PeopleSearch | None,
+        counters: UnreadCounters,
         passwords: Passwords,
         tokens: Tokens,
         *,
@@ -72,9 +72,9 @@ class Services:
         self.pool = pool
         self.redis = redis
         self.search = search
+        self.counters = counters
         self.passwords = passwords
         self.tokens = tokens
-        self.counters = RedisUnreadCounters(redis)
         self._today = today or (lambda: datetime.now(UTC).date())
 
     # -- accounts -------------------------------------------------------------
@@ -316,8 +316,7 @@ class Services:
     ) -> list[SearchHitDTO]:
         if self.search is None:
             return []
-        query = SearchQuery(text, tuple(skills), tuple(companies), max(1, min(first, 100)))
-        hits = await self.search.search(query)
+        hits = await self.search.search_people(text, skills, companies, max(1, min(first, 100)))
         # The index never holds a private headline; refuse to show one even if it did.
         return [
             SearchHitDTO(

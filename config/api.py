@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -12,12 +13,14 @@ from starlette.applications import Starlette
 
 from api.app import create_app
 from api.auth import Passwords, Tokens
+from api.ports import PeopleHit, UnreadCounters
 from api.services import Services
 from config.clients import open_redis
 from config.logging import configure_logging
 from config.search import open_search_index
 from config.settings import Settings
-from pipelines.search.ports import SearchIndex
+from pipelines.notifications.redis_counters import RedisUnreadCounters
+from pipelines.search.ports import SearchIndex, SearchQuery
 from store.db import create_pool
 
 
@@ -29,8 +32,9 @@ async def build_api(
     redis: Any = None,
     search: SearchIndex | None = None,
     hasher: PasswordHasher | None = None,
+    counters: UnreadCounters | None = None,
 ) -> Starlette:
-    """Build the ASGI app with its pool, Redis and search port unless they are given."""
+    """Build the ASGI app with its pool, Redis, search index and counters unless given."""
     if pool is None:
         pool = await create_pool(settings.database_url, max_size=20)
         stack.push_async_callback(pool.close)
@@ -45,11 +49,28 @@ async def build_api(
     services = Services(
         pool,
         redis,
-        search,
+        IndexPeopleSearch(search),
+        counters or RedisUnreadCounters(redis),
         Passwords(hasher),
         Tokens(settings.api_token_secret, settings.api_token_ttl_seconds),
     )
     return create_app(services)
+
+
+class IndexPeopleSearch:
+    """`PeopleSearch` over the search pipeline's `SearchIndex`."""
+
+    def __init__(self, index: SearchIndex) -> None:
+        self._index = index
+
+    async def search_people(
+        self, text: str, skills: Sequence[str], companies: Sequence[str], limit: int
+    ) -> list[PeopleHit]:
+        query = SearchQuery(text, tuple(skills), tuple(companies), limit)
+        return [
+            PeopleHit(h.user_id, h.full_name, h.headline, h.visibility)
+            for h in await self._index.search(query)
+        ]
 
 
 async def serve_api(settings: Settings, host: str, port: int) -> None:

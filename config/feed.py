@@ -7,7 +7,6 @@ from contextlib import AsyncExitStack
 
 import redis.asyncio as aioredis
 
-from config.clients import open_redis
 from config.settings import Settings
 from pipelines.feed.breaker import CircuitBreaker, Clock
 from pipelines.feed.distribution import Distributor
@@ -17,6 +16,27 @@ from pipelines.feed.ports import ConnectionSource
 from pipelines.feed.redis_feeds import RedisFeedStore
 from store.connections import PgConnectionSource
 from store.db import create_pool
+
+
+def open_feed_redis(stack: AsyncExitStack, settings: Settings) -> aioredis.Redis:
+    """A Redis client whose pool makes callers wait for a connection instead of failing.
+
+    Every in-flight message holds up to FANOUT_PARALLELISM connections, and the
+    runtime's concurrency is not known here: with the default pool, a burst of
+    concurrent fan-outs would fail with "Too many connections"; waiting a moment
+    is the better back-pressure.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=4 * settings.fanout_parallelism + 16,
+        timeout=10,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+    client = aioredis.Redis.from_pool(pool)
+    stack.push_async_callback(client.aclose)
+    return client
 
 
 async def build_feed_handler(
@@ -37,8 +57,7 @@ async def build_feed_handler(
         stack.push_async_callback(pool.close)
         connection_source = PgConnectionSource(pool)
     if redis is None:
-        # Parallel batches plus cache reads; a few spare for the runtime's concurrency.
-        redis = await open_redis(stack, settings, max_connections=settings.fanout_parallelism + 16)
+        redis = open_feed_redis(stack, settings)
     breaker = CircuitBreaker(
         "connections",
         failure_rate=settings.breaker_failure_rate,

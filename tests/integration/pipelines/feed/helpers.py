@@ -73,7 +73,7 @@ def post_id(event: Envelope) -> str:
 
 async def build(
     stack: AsyncExitStack,
-    client: redis_asyncio.Redis,
+    client: redis_asyncio.Redis | None,
     *,
     source: ConnectionSource | None = None,
     clock: FakeClock | None = None,

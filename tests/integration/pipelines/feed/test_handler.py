@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -248,3 +249,23 @@ async def test_occurred_at_without_offset_is_read_as_utc(
     # WHEN handled THEN it is fanned out like any other
     assert await handler.handle([event]) == [ACK]
     assert await feed(redis_client, friend) == [post_id(event)]
+
+
+async def test_more_concurrent_fan_outs_than_redis_connections_all_succeed(
+    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+) -> None:
+    # GIVEN a handler on its own Redis pool (20 connections with parallelism 1)
+    # and 40 authors posting at the same moment
+    authors = await add_users(db, 40)
+    friend, *_ = await add_users(db, 1)
+    for author in authors:
+        await connect(db, author, [friend])
+    handler = await build(stack, None, fanout_parallelism=1)
+    events = [post_created(author) for author in authors]
+
+    # WHEN all are handled concurrently
+    outcomes = await asyncio.gather(*(handler.handle([e]) for e in events))
+
+    # THEN none failed for lack of a connection, and the friend got every post
+    assert outcomes == [[ACK]] * 40
+    assert sorted(await feed(redis_client, friend)) == sorted(post_id(e) for e in events)

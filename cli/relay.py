@@ -23,6 +23,7 @@ def relay(
         poll_interval=poll_interval,
         inprocess_retries=cfg.inprocess_retries,
         inprocess_retry_base=cfg.inprocess_retry_base_seconds,
+        max_attempts=cfg.outbox_max_attempts,
     )
     try:
         run(run_relay(cfg, burst=burst, options=options))

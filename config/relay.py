@@ -41,6 +41,7 @@ async def build_relay(
     defaults = RelayOptions(
         inprocess_retries=settings.inprocess_retries,
         inprocess_retry_base=settings.inprocess_retry_base_seconds,
+        max_attempts=settings.outbox_max_attempts,
     )
 
     async def listen() -> Any:

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     # API bearer tokens: HMAC secret (unset = a random one per process) and lifetime.
     api_token_secret: str | None = Field(default=None, min_length=32)
     api_token_ttl_seconds: int = Field(default=3600, ge=60, le=30 * 86_400)
+    # Outbox rows the event bus refuses this many times are parked instead of retried.
+    outbox_max_attempts: int = Field(default=10, ge=1, le=1000)
 
 
 class SettingsError(Exception):

@@ -80,6 +80,14 @@ OUTBOX_PUBLISHED = Counter(
 OUTBOX_PUBLISH_FAILURES = Counter(
     "socialpipe_outbox_publish_failures_total", "Outbox events whose publish attempt failed."
 )
+OUTBOX_PARKED = Counter(
+    "socialpipe_outbox_parked_total",
+    "Outbox events parked after the bus refused them too often.",
+    ["event_type"],
+)
+OUTBOX_PARKED_EVENTS = Gauge(
+    "socialpipe_outbox_parked_events", "Outbox events parked and waiting for an operator."
+)
 NOTIFICATIONS_CREATED = Counter(
     "socialpipe_notifications_created_total", "Notification rows written.", ["kind"]
 )

@@ -29,10 +29,16 @@ from tenacity import (
 )
 
 from contracts.errors import TransientError
-from contracts.metrics import OUTBOX_LAG, OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
-from pipelines.relay.ports import EventPublisher
+from contracts.metrics import (
+    OUTBOX_LAG,
+    OUTBOX_PARKED,
+    OUTBOX_PARKED_EVENTS,
+    OUTBOX_PUBLISH_FAILURES,
+    OUTBOX_PUBLISHED,
+)
+from pipelines.relay.ports import EventPublisher, PublishResult
 from store import outbox
-from store.outbox import OutboxRow
+from store.outbox import OutboxRow, ParkedRow
 
 log = structlog.get_logger("relay")
 
@@ -53,6 +59,7 @@ class RelayOptions:
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     burst_max_failures: int = 5
+    max_attempts: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +69,8 @@ class Cycle:
     claimed: int
     published: int
     failed: int
+    refused: int = 0
+    parked: int = 0
 
 
 class OutboxRelay:
@@ -94,10 +103,12 @@ class OutboxRelay:
             rows = await outbox.claim(conn, self._options.batch_size)
             if not rows:
                 return Cycle(0, 0, 0)
-            failed = await self._publish(rows)
+            result = await self._publish(rows)
+            failed = result.failed
             done = [r.id for r in rows if r.id not in failed]
             await outbox.mark_published(conn, done)
-            await outbox.record_failure(conn, sorted(failed))
+            await outbox.record_failure(conn, sorted(result.unsent))
+            parked = await outbox.record_refusals(conn, result.refused, self._options.max_attempts)
         for row in rows:
             if row.id not in failed:
                 OUTBOX_PUBLISHED.labels(row.event_type).inc()
@@ -105,9 +116,10 @@ class OutboxRelay:
         if failed:
             OUTBOX_PUBLISH_FAILURES.inc(len(failed))
             log.warning("outbox publish failed", failed=len(failed), claimed=len(rows))
-        return Cycle(len(rows), len(done), len(failed))
+        _report_parked(parked)
+        return Cycle(len(rows), len(done), len(failed), len(result.refused), len(parked))
 
-    async def _publish(self, rows: list[OutboxRow]) -> set[int]:
+    async def _publish(self, rows: list[OutboxRow]) -> PublishResult:
         opts = self._options
         base = opts.inprocess_retry_base
         try:
@@ -121,26 +133,30 @@ class OutboxRelay:
                     return await self._publisher.publish(rows)
         except TransientError as exc:
             log.warning("event bus unreachable", errorMessage=exc.message)
-        return {r.id for r in rows}
+        return PublishResult(unsent=frozenset(r.id for r in rows))
 
     async def refresh_lag(self) -> float:
         async with self._pool.acquire() as conn:
             lag = await outbox.lag_seconds(conn)
+            parked = await outbox.parked_count(conn)
         OUTBOX_LAG.set(lag)
+        OUTBOX_PARKED_EVENTS.set(parked)
         return lag
 
     async def run(self, stop: asyncio.Event, *, burst: bool = False) -> None:
         """Publish until `stop` is set (or, with `burst`, until nothing is pending)."""
-        failures = 0
+        failures = outages = 0
         try:
             while not stop.is_set():
                 await self._ensure_listener()
                 self._wake.clear()
                 cycle = await self._safe_cycle()
                 failures = failures + 1 if cycle.failed else 0
+                # Refused rows end parked, so only outages may make a burst run give up.
+                outages = outages + 1 if cycle.failed > cycle.refused else 0
                 if failures:
-                    self._give_up_if_burst(burst, failures)
-                    await self._pause(stop, self._backoff(failures))
+                    self._give_up_if_burst(burst, outages)
+                    await self._pause(stop, self._backoff(failures), wake=not outages)
                 elif cycle.claimed < self._options.batch_size:
                     if burst and await self._drained():
                         return
@@ -160,9 +176,9 @@ class OutboxRelay:
         self._ready = not cycle.failed or cycle.published > 0
         return cycle
 
-    def _give_up_if_burst(self, burst: bool, failures: int) -> None:
-        if burst and failures >= self._options.burst_max_failures:
-            raise RelayStuck(f"Could not publish pending events after {failures} attempts.")
+    def _give_up_if_burst(self, burst: bool, outages: int) -> None:
+        if burst and outages >= self._options.burst_max_failures:
+            raise RelayStuck(f"Could not publish pending events after {outages} attempts.")
 
     async def _drained(self) -> bool:
         async with self._pool.acquire() as conn:
@@ -203,3 +219,16 @@ class OutboxRelay:
             with contextlib.suppress(Exception):
                 await self._listener.close()
             self._listener = None
+
+
+def _report_parked(parked: list[ParkedRow]) -> None:
+    for row in parked:
+        OUTBOX_PARKED.labels(row.event_type).inc()
+        # An operator must look: the event is out of the pending set until requeued.
+        log.error(
+            "outbox event parked",
+            eventId=str(row.event_id),
+            eventType=row.event_type,
+            attempts=row.attempts,
+            errorMessage=row.last_error,
+        )

@@ -1,45 +1,87 @@
-"""The SNS adapter of `EventPublisher`: PublishBatch through `consumers.publish`."""
+"""The SNS adapter of `EventPublisher`: PublishBatch, entries built by `consumers.publish`."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
-from consumers.publish import PUBLISH_BATCH, chunked, publish_events
+from botocore.exceptions import BotoCoreError, ClientError
+
+from consumers.publish import PUBLISH_BATCH, chunked, publish_entries
 from contracts.errors import PermanentError, TransientError
-from contracts.events import decode_body
+from contracts.events import Envelope, decode_body
+from pipelines.relay.ports import PublishResult
 from store.outbox import OutboxRow
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
 
+Entry = tuple[OutboxRow, Envelope]
+# Whole-call errors that blame the request's content, not the bus or our credentials.
+REQUEST_FAULTS: Final = frozenset(
+    {"BatchRequestTooLong", "InvalidParameter", "InvalidParameterValue"}
+)
+
 
 class SnsPublisher:
     """Publishes rows in PublishBatch calls of 10, the calls of one batch concurrently.
 
-    A refused call fails only its own ten rows; the others are still marked published.
+    Failures are told apart per row: an entry SNS rejects as the sender's fault
+    (`SenderFault`, e.g. too large) or a body that no longer decodes is *refused*
+    (the relay parks it after repeated refusals); a failed call or a server-side
+    entry failure leaves its rows *unsent*, to be retried. Nothing else in a batch
+    is held back by one bad row.
     """
 
     def __init__(self, sns: SNSClient, topic_arn: str) -> None:
         self._sns = sns
         self._topic_arn = topic_arn
 
-    async def publish(self, rows: Sequence[OutboxRow]) -> set[int]:
-        chunks = list(chunked(rows, PUBLISH_BATCH))
-        results = await asyncio.gather(
-            *(self._publish_chunk(c) for c in chunks), return_exceptions=True
-        )
-        failed: set[int] = set()
-        for chunk, result in zip(chunks, results, strict=True):
-            if isinstance(result, BaseException):
-                if not isinstance(result, TransientError | PermanentError):
-                    raise result
-                failed.update(r.id for r in chunk)
-        if failed and len(failed) == len(rows):
+    async def publish(self, rows: Sequence[OutboxRow]) -> PublishResult:
+        refused: dict[int, str] = {}
+        entries: list[Entry] = []
+        for row in rows:
+            try:
+                entries.append((row, decode_body(row.body)))
+            except PermanentError as exc:
+                refused[row.id] = f"{type(exc).__name__}: {exc}"
+        chunks = list(chunked(entries, PUBLISH_BATCH))
+        results = await asyncio.gather(*(self._publish_chunk(c, refused) for c in chunks))
+        unsent = frozenset().union(*results) if results else frozenset()
+        if entries and len(unsent) == len(entries):
             raise TransientError(f"Publishing to the events topic failed for all {len(rows)} rows.")
-        return failed
+        return PublishResult(refused, unsent)
 
-    async def _publish_chunk(self, rows: Sequence[OutboxRow]) -> None:
-        envelopes = [decode_body(r.body) for r in rows]
-        await publish_events(self._sns, self._topic_arn, envelopes)
+    async def _publish_chunk(self, chunk: Sequence[Entry], refused: dict[int, str]) -> set[int]:
+        """Publish one chunk; record refusals, return the ids left unsent."""
+        try:
+            result = await self._sns.publish_batch(
+                TopicArn=self._topic_arn,
+                PublishBatchRequestEntries=publish_entries([env for _, env in chunk]),
+            )
+        except ClientError as exc:
+            return await self._call_refused(chunk, exc, refused)
+        except BotoCoreError:
+            return {row.id for row, _ in chunk}
+        unsent: set[int] = set()
+        for failure in result.get("Failed", []):
+            row = chunk[int(failure["Id"])][0]
+            if failure.get("SenderFault"):
+                refused[row.id] = f"{failure.get('Code', 'Refused')}: {failure.get('Message', '')}"
+            else:
+                unsent.add(row.id)
+        return unsent
+
+    async def _call_refused(
+        self, chunk: Sequence[Entry], exc: ClientError, refused: dict[int, str]
+    ) -> set[int]:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code not in REQUEST_FAULTS:
+            return {row.id for row, _ in chunk}
+        if len(chunk) > 1:
+            # One oversized or invalid entry sinks the whole call: find it row by row.
+            singles = await asyncio.gather(*(self._publish_chunk([e], refused) for e in chunk))
+            return set().union(*singles)
+        refused[chunk[0][0].id] = f"{code}: {exc}"
+        return set()

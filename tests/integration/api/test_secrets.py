@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from config.logging import configure_logging
+from pipelines.relay.ports import PublishResult
 from pipelines.relay.relay import OutboxRelay, RelayOptions
 from store.outbox import OutboxRow
 from tests.integration.api.conftest import GOOD_PASSWORD, Api
@@ -26,8 +27,8 @@ SECRET_NAMES = ("passwordHash", "password_hash", "mfaSecret", "mfa_secret")
 
 
 class AcceptingPublisher:
-    async def publish(self, rows: Sequence[OutboxRow]) -> set[int]:
-        return set()
+    async def publish(self, rows: Sequence[OutboxRow]) -> PublishResult:
+        return PublishResult()
 
 
 async def edit_everything(api: Api, token: str) -> None:

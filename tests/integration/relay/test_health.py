@@ -15,6 +15,7 @@ from config.relay import run_relay
 from config.settings import Settings
 from contracts.errors import TransientError
 from contracts.events import PostCreated, new_envelope, utcnow
+from pipelines.relay.ports import PublishResult
 from pipelines.relay.relay import OutboxRelay, RelayOptions, RelayStuck
 from store import outbox
 from store.outbox import OutboxRow
@@ -67,13 +68,13 @@ async def test_running_relay_serves_health_readiness_and_its_lag_metric(
 
 
 class DownBus:
-    async def publish(self, rows: Sequence[OutboxRow]) -> set[int]:
+    async def publish(self, rows: Sequence[OutboxRow]) -> PublishResult:
         raise TransientError("SNS is down.")
 
 
 class UpBus:
-    async def publish(self, rows: Sequence[OutboxRow]) -> set[int]:
-        return set()
+    async def publish(self, rows: Sequence[OutboxRow]) -> PublishResult:
+        return PublishResult()
 
 
 async def test_readiness_follows_whether_the_bus_accepts(db: asyncpg.Pool) -> None:

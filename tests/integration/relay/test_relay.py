@@ -19,6 +19,7 @@ from consumers.topology import ensure_topology
 from contracts.errors import TransientError
 from contracts.events import Envelope, PostCreated, new_envelope, utcnow
 from contracts.metrics import OUTBOX_LAG
+from pipelines.relay.ports import PublishResult
 from pipelines.relay.relay import OutboxRelay, RelayOptions, RelayStuck
 from store import outbox
 from store.outbox import OutboxRow
@@ -46,11 +47,11 @@ class RecordingPublisher:
         self.event_ids: list[uuid.UUID] = []
         self.published = asyncio.Event()
 
-    async def publish(self, rows: Sequence[OutboxRow]) -> set[int]:
+    async def publish(self, rows: Sequence[OutboxRow]) -> PublishResult:
         await asyncio.sleep(0)  # let a concurrent relay interleave
         self.event_ids.extend(r.event_id for r in rows)
         self.published.set()
-        return set()
+        return PublishResult()
 
 
 class FailingPublisher:
@@ -58,11 +59,11 @@ class FailingPublisher:
         self.failures = failures
         self.calls = 0
 
-    async def publish(self, rows: Sequence[OutboxRow]) -> set[int]:
+    async def publish(self, rows: Sequence[OutboxRow]) -> PublishResult:
         self.calls += 1
         if self.calls <= self.failures:
             raise TransientError("SNS is down.")
-        return set()
+        return PublishResult()
 
 
 class HangingPublisher:
@@ -71,10 +72,10 @@ class HangingPublisher:
     def __init__(self) -> None:
         self.entered = asyncio.Event()
 
-    async def publish(self, rows: Sequence[OutboxRow]) -> set[int]:
+    async def publish(self, rows: Sequence[OutboxRow]) -> PublishResult:
         self.entered.set()
         await asyncio.Event().wait()
-        return set()
+        return PublishResult()
 
 
 async def pending(db: asyncpg.Pool) -> int:

@@ -29,9 +29,20 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
+class _CurrentStderr:
+    """Writes to whatever `sys.stderr` is at write time, not at configure time, so a
+    replaced or closed stream (test capture, a daemonised process) is never held."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(service_name: str, level: str = "INFO", stream: Any = None) -> None:
     """Route structlog and stdlib logging to one JSON-lines stream (stderr by default)."""
-    out = stream or sys.stderr
+    out = stream or _CurrentStderr()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as redis_asyncio
+from prometheus_client import REGISTRY
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from config.feed import build_feed_handler
@@ -21,6 +22,7 @@ from consumers.runtime import SqsConsumer
 from consumers.topology import Topology
 from contracts.keys import feed_key
 from pipelines.feed.handler import FeedHandler
+from pipelines.feed.ports import ConnectionSource
 from tests.integration.pipelines.feed.helpers import add_users, connect
 
 FEED = "feed-fanout"
@@ -137,3 +139,23 @@ async def feeds_holding(
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+class SwitchableSource:
+    """The PostgreSQL connection source behind a switch: while `down`, every read raises."""
+
+    def __init__(self, inner: ConnectionSource) -> None:
+        self._inner = inner
+        self.down = False
+        self.failed_reads = 0
+
+    async def accepted_connections(self, user_id: uuid.UUID) -> list[uuid.UUID]:
+        if self.down:
+            self.failed_reads += 1
+            raise OSError(f"connection refused reading the connections of {user_id}")
+        return await self._inner.accepted_connections(user_id)
+
+
+def metric(name: str, **labels: str) -> float:
+    """The current value of one of our Prometheus samples (0 when never set)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0

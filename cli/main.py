@@ -6,6 +6,7 @@ import typer
 
 from cli import api as api_cmd
 from cli import demo as demo_cmd
+from cli import loadtest as loadtest_cmd
 from cli import migrate
 from cli import queues as queues_cmd
 from cli import relay as relay_cmd
@@ -25,6 +26,7 @@ app.command("worker")(worker_cmd.worker)
 app.command("relay")(relay_cmd.relay)
 app.command("api")(api_cmd.api)
 app.command("demo")(demo_cmd.demo)
+app.command("loadtest")(loadtest_cmd.loadtest)
 app.command("search")(search_cmd.search)
 app.add_typer(search_cmd.index_app, name="index")
 

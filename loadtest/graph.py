@@ -26,12 +26,24 @@ _CITIES = ("Berlin", "Lisbon", "Toronto", "Nairobi", "Seoul", "Austin", "Warsaw"
 
 @dataclass(frozen=True)
 class GraphShape:
-    """How the degree distribution looks; the defaults give a median near 6."""
+    """How the degree distribution looks; the defaults give a median near 6.
+
+    `hub_degrees`, when set, gives each hub an absolute number of connections
+    (capped at everyone else) instead of `hub_share` of the graph.
+    """
 
     median_degree: float = 6.0
     sigma: float = 1.0
     hubs: int = 1
     hub_share: float = 0.5
+    hub_degrees: tuple[int, ...] = ()
+
+
+# What `socialpipe loadtest` uses by default: median ~150 connections, p99 ~3,000
+# (lognormal: p99 / median = exp(2.326 sigma)), and three authors with 10k-30k.
+LOADTEST_SHAPE = GraphShape(
+    median_degree=150.0, sigma=1.36, hubs=3, hub_degrees=(10_000, 20_000, 30_000)
+)
 
 
 @dataclass(frozen=True)
@@ -77,8 +89,9 @@ def pair_stubs(degrees: Sequence[int], rng: random.Random) -> set[tuple[int, int
 def hub_pairs(n: int, shape: GraphShape, rng: random.Random) -> set[tuple[int, int]]:
     """Connect the first `hubs` users to `hub_share` of everyone."""
     pairs: set[tuple[int, int]] = set()
-    reach = min(n - 1, round(shape.hub_share * (n - 1)))
     for hub in range(min(shape.hubs, n)):
+        wanted = shape.hub_degrees[hub] if hub < len(shape.hub_degrees) else None
+        reach = min(n - 1, wanted if wanted is not None else round(shape.hub_share * (n - 1)))
         others = [i for i in range(n) if i != hub]
         for other in rng.sample(others, reach):
             pairs.add((min(hub, other), max(hub, other)))
@@ -164,3 +177,4 @@ async def reset_tables(pool: asyncpg.Pool) -> None:
     """Empty the domain tables a demo or load test writes (never used on real data)."""
     async with pool.acquire() as conn:
         await conn.execute("TRUNCATE users, posts, connections, outbox RESTART IDENTITY CASCADE")
+        await conn.execute("TRUNCATE search_documents")

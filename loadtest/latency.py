@@ -113,16 +113,23 @@ class OpenLoop:
 # --- visibility probe ----------------------------------------------------------------------
 
 
-def probe_targets(targets: Sequence[uuid.UUID]) -> tuple[uuid.UUID, ...]:
-    """Which feeds to watch for a post: the last in sorted order, the first and the middle one.
+SMALL_FANOUT = 16
 
-    Fan-out writes recipients in sorted batches, so the last sorted id is in
-    the last batch: seeing the post there means the whole fan-out finished.
+
+def probe_targets(targets: Sequence[uuid.UUID], batch_size: int = 1000) -> tuple[uuid.UUID, ...]:
+    """Which feeds to watch so that seeing the post in all of them means every target has it.
+
+    Small fan-outs are watched whole. For larger ones, fan-out writes the
+    recipients sorted and cut into `batch_size` batches, each one atomic Lua
+    call: the last id of every batch (and so always the last batch) stands for
+    its whole batch, and the first id guards against a shifted cut.
     """
-    if not targets:
-        return ()
     ordered = sorted(set(targets))
-    return tuple(sorted({ordered[0], ordered[len(ordered) // 2], ordered[-1]}))
+    if len(ordered) <= SMALL_FANOUT:
+        return tuple(ordered)
+    picked = {ordered[0], ordered[-1]}
+    picked.update(ordered[end - 1] for end in range(batch_size, len(ordered) + 1, batch_size))
+    return tuple(sorted(picked))
 
 
 @dataclass
@@ -145,20 +152,29 @@ class FeedProbe:
         *,
         interval: float = 0.01,
         clock: Clock = time.time,
+        batch_size: int = 1000,
     ) -> None:
         self.redis = redis
         self.interval = interval
         self.clock = clock
+        self.batch_size = batch_size
         self.pending: dict[str, _Pending] = {}
         self.latencies: list[float] = []
+        # (occurredAt, latency) pairs, in the order they became visible.
+        self.samples: list[tuple[float, float]] = []
         self.watched = 0
+        self.feeds_checked = 0
+        # Every post offered, visible or not (their fan-out markers are cleaned up after a run).
+        self.posts: list[uuid.UUID] = []
 
     def watch(self, post_id: uuid.UUID, occurred_at: float, targets: Sequence[uuid.UUID]) -> None:
         """Start watching a post; a post with no targets has nothing to become visible."""
-        feeds = [feed_key(t) for t in probe_targets(targets)]
+        self.posts.append(post_id)
+        feeds = [feed_key(t) for t in probe_targets(targets, self.batch_size)]
         if not feeds:
             return
         self.watched += 1
+        self.feeds_checked += len(feeds)
         self.pending[str(post_id)] = _Pending(str(post_id), occurred_at, feeds)
 
     async def poll_once(self) -> None:
@@ -177,6 +193,7 @@ class FeedProbe:
         for post_id in [k for k, p in self.pending.items() if not p.feeds]:
             done = self.pending.pop(post_id)
             self.latencies.append(now - done.occurred_at)
+            self.samples.append((done.occurred_at, now - done.occurred_at))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set."""

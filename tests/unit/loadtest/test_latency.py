@@ -64,15 +64,23 @@ async def test_slow_consumer_does_not_slow_the_schedule() -> None:
     assert scheduled == [pytest.approx(i / 5) for i in range(10)]
 
 
-def test_probe_always_watches_the_last_sorted_target() -> None:
-    # GIVEN many targets in random order
-    targets = [uuid.uuid4() for _ in range(50)]
+def test_small_fanout_is_watched_whole() -> None:
+    # GIVEN a post to a dozen connections
+    targets = [uuid.uuid4() for _ in range(12)]
     # WHEN probe targets are chosen
-    picked = probe_targets(targets)
-    # THEN the last in sorted order (the last fan-out batch) is among at most three
-    assert max(targets) in picked
-    assert min(targets) in picked
-    assert len(picked) == 3
+    picked = probe_targets(targets, batch_size=1000)
+    # THEN every feed is watched
+    assert picked == tuple(sorted(targets))
+
+
+def test_large_fanout_watches_one_feed_per_batch_and_always_the_last() -> None:
+    # GIVEN 2,500 connections fanned out in batches of 1,000
+    targets = [uuid.uuid4() for _ in range(2500)]
+    ordered = sorted(targets)
+    # WHEN probe targets are chosen
+    picked = probe_targets(targets, batch_size=1000)
+    # THEN the last id of each full batch, the very first and the very last are watched
+    assert picked == tuple(sorted({ordered[0], ordered[999], ordered[1999], ordered[-1]}))
 
 
 def test_probe_targets_of_few_or_no_connections() -> None:

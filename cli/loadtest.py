@@ -1,0 +1,189 @@
+"""`socialpipe loadtest`: P95 end-to-end latency of posts and profile updates under load."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+import asyncpg
+import typer
+from botocore.exceptions import BotoCoreError, ClientError
+from redis.exceptions import RedisError
+from rich.console import Console
+
+from cli.common import fail, run, settings
+from config.logging import configure_logging
+from contracts.errors import TransientError
+from loadtest.emulator import EmulatorError
+from loadtest.graph import LOADTEST_SHAPE, GraphShape
+from loadtest.processes import ProcessError
+from loadtest.report import LoadReport, report_table, summary_lines
+from loadtest.runner import LoadOptions, run_loadtest
+from store.migrate import MigrationError
+
+
+class EmulatorChoice(StrEnum):
+    fauxqs = "fauxqs"
+    moto = "moto"
+    auto = "auto"
+    none = "none"
+
+
+def loadtest(
+    users: int = typer.Option(30_000, "--users", min=2, max=2_000_000, help="People in the graph."),
+    median_connections: float = typer.Option(
+        LOADTEST_SHAPE.median_degree, "--median-connections", min=1, help="Median connections."
+    ),
+    sigma: float = typer.Option(
+        LOADTEST_SHAPE.sigma,
+        "--sigma",
+        min=0,
+        help="Lognormal spread of connection counts (1.36 puts p99 near 20x the median).",
+    ),
+    hub_connections: str = typer.Option(
+        "10000,20000,30000",
+        "--hub-connections",
+        help="Connections of the few very connected authors, comma-separated ('' for none).",
+    ),
+    hub_post_share: float = typer.Option(
+        0.005, "--hub-post-share", min=0, max=1, help="Share of posts written by those hubs."
+    ),
+    posts_per_minute: float = typer.Option(1000.0, "--posts-per-minute", min=0.1),
+    profile_updates_per_second: float = typer.Option(
+        50.0, "--profile-updates-per-second", min=0.01
+    ),
+    duration: float = typer.Option(60.0, "--duration", min=1, help="Measured seconds of load."),
+    warmup: float = typer.Option(10.0, "--warmup", min=0, help="Seconds of load before measuring."),
+    workers: int = typer.Option(
+        1, "--workers", min=1, max=64, help="Worker processes started per pipeline."
+    ),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", min=1, help="--concurrency of each started worker."
+    ),
+    attach: bool = typer.Option(
+        False,
+        "--attach",
+        help="Use workers already running against this database, Redis and AWS_ENDPOINT_URL.",
+    ),
+    emulator: EmulatorChoice = typer.Option(
+        EmulatorChoice.fauxqs,
+        "--emulator",
+        help="SQS/SNS emulator to start on loopback; none uses AWS_ENDPOINT_URL (or AWS).",
+    ),
+    through_api: bool = typer.Option(
+        False, "--through-api", help="Drive the load through the GraphQL API and the relay."
+    ),
+    slo_feed_p95: float = typer.Option(
+        2.0, "--slo-feed-p95", min=0, help="Seconds; P95 post → all feeds must not exceed it."
+    ),
+    slo_search_p95: float = typer.Option(
+        5.0, "--slo-search-p95", min=0, help="Seconds; P95 profile → searchable bound."
+    ),
+    database: str = typer.Option(
+        "socialpipe_loadtest", "--database", help="Database on DATABASE_URL's server (reset!)."
+    ),
+    seed: int = typer.Option(7, "--seed", help="Seed of the graph and of the load."),
+    drain: float = typer.Option(30.0, "--drain", min=0, help="Seconds to wait for stragglers."),
+    out: Path = typer.Option(
+        Path("out/loadtest"), "--out", help="Folder for the picture, JSON, logs."
+    ),
+    json_only: bool = typer.Option(False, "--json", help="Print only the JSON report."),
+) -> None:
+    """Seed a heavy-tailed graph, drive posts and profile updates open-loop, report P95.
+
+    Latency runs from each event's occurredAt until a post is in the feed of every
+    connection, or an update's version is searchable. Exit code 1 when an SLO is
+    missed or anything was lost (dead letters, driver errors, never visible).
+    """
+    cfg = settings()
+    configure_logging("loadtest", "WARNING")
+    hubs = tuple(int(x) for x in hub_connections.split(",") if x.strip())
+    options = LoadOptions(
+        users=users,
+        shape=GraphShape(
+            median_degree=median_connections, sigma=sigma, hubs=len(hubs), hub_degrees=hubs
+        ),
+        posts_per_minute=posts_per_minute,
+        profile_updates_per_second=profile_updates_per_second,
+        duration=duration,
+        warmup=warmup,
+        workers=workers,
+        concurrency=concurrency,
+        attach=attach,
+        emulator=emulator.value,
+        mode="api" if through_api else "direct",
+        notifications_workers=1 if through_api else 0,
+        slo_feed_p95=slo_feed_p95,
+        slo_search_p95=slo_search_p95,
+        database=database,
+        seed=seed,
+        hub_post_share=hub_post_share,
+        drain_seconds=drain,
+        out_dir=out,
+    )
+    console = Console(stderr=True)
+    if not json_only:
+        console.print(
+            f"[bold]socialpipe loadtest[/]: {users} users, {posts_per_minute:g} posts/min, "
+            f"{profile_updates_per_second:g} profile updates/s, {warmup:g}+{duration:g} s, "
+            f"{'attached workers' if attach else f'{workers} worker(s) per pipeline'} …"
+        )
+    report = execute(cfg, options, console)
+    emit(report, out, json_only)
+    verdict(report)
+
+
+def execute(cfg: object, options: LoadOptions, console: Console) -> LoadReport:
+    """Run the scenario, turning expected failures into one sentence."""
+    live = console.is_terminal
+
+    def progress(line: str) -> None:
+        if live:
+            sys.stderr.write("\r\x1b[2K" + line[: console.width - 1])
+            sys.stderr.flush()
+
+    try:
+        report = run(run_loadtest(cfg, options, progress=progress))  # type: ignore[arg-type]
+    except (EmulatorError, ProcessError, MigrationError, asyncpg.PostgresError) as exc:
+        fail(str(exc))
+    except TransientError as exc:
+        fail(str(exc))
+    except RedisError as exc:
+        fail(f"Redis at REDIS_URL failed: {exc}")
+    except ClientError as exc:
+        fail(f"SQS/SNS refused a request: {exc.response.get('Error', {}).get('Message', exc)}.")
+    except BotoCoreError as exc:
+        fail(f"cannot reach SQS/SNS ({exc}).")
+    finally:
+        if live:
+            sys.stderr.write("\n")
+    return report
+
+
+def emit(report: LoadReport, out: Path, json_only: bool) -> None:
+    data = report.to_dict()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "last-report.json").write_text(json.dumps(data, indent=2))
+    if not json_only:
+        console = Console()
+        console.print(report_table(report))
+        for line in summary_lines(report):
+            console.print(line)
+        if report.picture:
+            console.print(f"picture: {report.picture}")
+    typer.echo(json.dumps({"loadtest": data}, separators=(",", ":")))
+
+
+def verdict(report: LoadReport) -> None:
+    missed = [s.name for s in report.streams if s.slo_met is False]
+    if missed:
+        fail(f"SLO missed for {' and '.join(missed)}.")
+    if not report.clean:
+        lost = sum(s.not_visible for s in report.streams)
+        errors = sum(s.errors for s in report.streams)
+        fail(
+            f"{sum(report.dlq.values())} dead-lettered, {errors} driver error(s), "
+            f"{lost} event(s) never visible."
+        )

@@ -1,0 +1,278 @@
+"""Load drivers: turn due ticks into posts and profile updates, and tell the probes.
+
+Two ways in. `Direct*` drivers write the source rows and publish the events
+themselves (rows by COPY/UPDATE, events by SNS PublishBatch), so the driver is
+cheap enough to offer 20x the seed's load on a small machine. `Api*` drivers go
+through the GraphQL API over HTTP with bearer tokens, so the whole chain runs:
+API → outbox → relay → SNS → SQS → worker → read model.
+
+Every driver measures from the tick's scheduled time, which is the event's
+`occurredAt` for direct drivers and the moment the request was due for API
+drivers (so API time counts against the latency too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import aiohttp
+import asyncpg
+
+from consumers.publish import publish_events
+from contracts.events import PostCreated, UserProfileUpdated, new_envelope
+from loadtest.graph import SocialGraph
+from loadtest.latency import FeedProbe, OpenLoop, Tick
+from loadtest.search_probe import SearchProbe
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sns import SNSClient
+
+BATCH = 10
+_HEADLINES = ("Engineer", "Staff Engineer", "Engineering Manager", "Architect", "Consultant")
+
+
+@dataclass
+class DriverStats:
+    """What one driver offered and what went wrong while offering it."""
+
+    sent: int = 0
+    errors: int = 0
+    first_error: str | None = None
+    # Wall-clock lag between a tick falling due and its request starting.
+    max_lag: float = 0.0
+
+    def failed(self, count: int, exc: BaseException) -> None:
+        self.errors += count
+        if self.first_error is None:
+            self.first_error = f"{type(exc).__name__}: {exc}"[:300]
+
+
+class Driver(Protocol):
+    stats: DriverStats
+
+    async def send(self, ticks: Sequence[Tick]) -> None:
+        """Offer one event per tick; errors are counted, never raised."""
+        ...
+
+
+class AuthorPicker:
+    """Uniform authors, except that `hub_share` of posts come from the biggest hubs."""
+
+    def __init__(self, graph: SocialGraph, hub_share: float, seed: int, hubs: int = 3) -> None:
+        self.users = graph.users
+        self.hubs = sorted(graph.users, key=graph.degree, reverse=True)[:hubs]
+        self.hub_share = hub_share
+        self.rng = random.Random(seed)
+
+    def pick(self) -> uuid.UUID:
+        if self.hubs and self.rng.random() < self.hub_share:
+            return self.rng.choice(self.hubs)
+        return self.rng.choice(self.users)
+
+
+def _at(tick: Tick) -> datetime:
+    return datetime.fromtimestamp(tick.scheduled_at, UTC)
+
+
+@dataclass
+class DirectPosts:
+    """Posts as COPY into `posts` plus PostCreated on the SNS topic."""
+
+    pool: asyncpg.Pool
+    sns: SNSClient
+    topic_arn: str
+    graph: SocialGraph
+    authors: AuthorPicker
+    probe: FeedProbe
+    stats: DriverStats = field(default_factory=DriverStats)
+
+    async def send(self, ticks: Sequence[Tick]) -> None:
+        rows, envelopes, watch = [], [], []
+        for tick in ticks:
+            author, post_id, at = self.authors.pick(), uuid.uuid4(), _at(tick)
+            rows.append((post_id, author, f"Load post {tick.index}", at))
+            payload = PostCreated(post_id=post_id, author_id=author, created_at=at)
+            envelopes.append(new_envelope(payload, producer="loadtest", occurred_at=at))
+            watch.append((post_id, tick.scheduled_at, self.graph.targets(author)))
+        try:
+            await self.pool.copy_records_to_table(
+                "posts", records=rows, columns=["id", "author_id", "text_content", "created_at"]
+            )
+            await publish_events(self.sns, self.topic_arn, envelopes)
+        except Exception as exc:  # counted and reported; the run goes on
+            self.stats.failed(len(ticks), exc)
+            return
+        for post_id, occurred, targets in watch:
+            self.probe.watch(post_id, occurred, targets)
+        self.stats.sent += len(ticks)
+
+
+_UPDATE_SQL = """
+UPDATE user_profiles AS p SET headline = u.headline, updated_at = u.at
+  FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS u(user_id, headline, at)
+ WHERE p.user_id = u.user_id
+RETURNING p.user_id, p.version, p.updated_at
+"""
+
+
+@dataclass
+class DirectProfiles:
+    """Profile edits as one UPDATE per batch plus UserProfileUpdated with the new version."""
+
+    pool: asyncpg.Pool
+    sns: SNSClient
+    topic_arn: str
+    users: Sequence[uuid.UUID]
+    probe: SearchProbe
+    rng: random.Random
+    stats: DriverStats = field(default_factory=DriverStats)
+
+    async def send(self, ticks: Sequence[Tick]) -> None:
+        # One user at most once per statement: UPDATE … FROM picks an arbitrary row otherwise.
+        chosen: dict[uuid.UUID, Tick] = {}
+        wanted = min(len(ticks), len(self.users))
+        while len(chosen) < wanted:
+            chosen.setdefault(self.rng.choice(self.users), ticks[len(chosen)])
+        users = list(chosen)
+        headlines = [f"{self.rng.choice(_HEADLINES)} #{chosen[u].index}" for u in users]
+        ats = [_at(chosen[u]) for u in users]
+        try:
+            rows = await self.pool.fetch(_UPDATE_SQL, users, headlines, ats)
+            envelopes = [
+                new_envelope(
+                    UserProfileUpdated(
+                        user_id=r["user_id"], updated_at=r["updated_at"], version=r["version"]
+                    ),
+                    producer="loadtest",
+                    occurred_at=_at(chosen[r["user_id"]]),
+                )
+                for r in rows
+            ]
+            await publish_events(self.sns, self.topic_arn, envelopes)
+        except Exception as exc:  # counted and reported; the run goes on
+            self.stats.failed(len(ticks), exc)
+            return
+        for r in rows:
+            self.probe.watch(r["user_id"], int(r["version"]), chosen[r["user_id"]].scheduled_at)
+        self.stats.sent += len(rows)
+
+
+class GraphQLError(Exception):
+    """The API answered with errors."""
+
+
+class GraphQL:
+    """A minimal GraphQL-over-HTTP client with one bearer token per user."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, tokens: Mapping[uuid.UUID, str]):
+        self.session, self.url, self.tokens = session, url, tokens
+
+    async def call(self, user: uuid.UUID, query: str, variables: dict[str, Any]) -> Any:
+        headers = {"Authorization": f"Bearer {self.tokens[user]}"}
+        body = {"query": query, "variables": variables}
+        async with self.session.post(self.url, json=body, headers=headers) as response:
+            data = await response.json(content_type=None)
+        if data.get("errors"):
+            raise GraphQLError(str(data["errors"][0].get("message", data["errors"][0])))
+        return data["data"]
+
+
+CREATE_POST = "mutation($t: String!) { createPost(textContent: $t) { id } }"
+UPDATE_PROFILE = (
+    "mutation($h: String!) { updateProfile(input: {headline: $h}) { userId headline } }"
+)
+
+
+@dataclass
+class ApiPosts:
+    """Posts through `createPost`, one request per tick, as their authors."""
+
+    api: GraphQL
+    graph: SocialGraph
+    authors: AuthorPicker
+    probe: FeedProbe
+    stats: DriverStats = field(default_factory=DriverStats)
+
+    async def send(self, ticks: Sequence[Tick]) -> None:
+        await asyncio.gather(*(self._one(t) for t in ticks))
+
+    async def _one(self, tick: Tick) -> None:
+        author = self.authors.pick()
+        try:
+            got = await self.api.call(author, CREATE_POST, {"t": f"Demo post {tick.index}"})
+        except Exception as exc:  # counted and reported; the run goes on
+            self.stats.failed(1, exc)
+            return
+        self.probe.watch(
+            uuid.UUID(got["createPost"]["id"]), tick.scheduled_at, self.graph.targets(author)
+        )
+        self.stats.sent += 1
+
+
+@dataclass
+class ApiProfiles:
+    """Headline edits through `updateProfile`; the version they produced is read back."""
+
+    api: GraphQL
+    pool: asyncpg.Pool
+    users: Sequence[uuid.UUID]
+    probe: SearchProbe
+    rng: random.Random
+    stats: DriverStats = field(default_factory=DriverStats)
+
+    async def send(self, ticks: Sequence[Tick]) -> None:
+        await asyncio.gather(*(self._one(t) for t in ticks))
+
+    async def _one(self, tick: Tick) -> None:
+        user = self.rng.choice(self.users)
+        try:
+            await self.api.call(user, UPDATE_PROFILE, {"h": f"Demo headline {tick.index}"})
+            version = await self.pool.fetchval(
+                "SELECT version FROM user_profiles WHERE user_id = $1", user
+            )
+        except Exception as exc:  # counted and reported; the run goes on
+            self.stats.failed(1, exc)
+            return
+        self.probe.watch(user, int(version), tick.scheduled_at)
+        self.stats.sent += 1
+
+
+async def pump(driver: Driver, loop: OpenLoop, senders: int) -> None:
+    """Run the open-loop schedule into `senders` tasks that hand due ticks to the driver.
+
+    Ticks that fell due together go out as one batch (up to `BATCH`), so a driver
+    that falls behind catches up with fewer round trips instead of lagging more.
+    """
+    ticks: asyncio.Queue[Tick | None] = asyncio.Queue()
+    tasks = [asyncio.create_task(_sender(driver, ticks)) for _ in range(senders)]
+    try:
+        await loop.run(ticks)
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _sender(driver: Driver, ticks: asyncio.Queue[Tick | None]) -> None:
+    while True:
+        first = await ticks.get()
+        if first is None:
+            ticks.put_nowait(None)  # the other senders must see the end too
+            return
+        batch = [first]
+        while len(batch) < BATCH and not ticks.empty():
+            nxt = ticks.get_nowait()
+            if nxt is None:
+                ticks.put_nowait(None)
+                break
+            batch.append(nxt)
+        driver.stats.max_lag = max(driver.stats.max_lag, time.time() - first.scheduled_at)
+        await driver.send(batch)

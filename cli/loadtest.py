@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Coroutine
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import typer
@@ -20,7 +22,7 @@ from loadtest.emulator import EmulatorError
 from loadtest.graph import LOADTEST_SHAPE, GraphShape
 from loadtest.processes import ProcessError
 from loadtest.report import LoadReport, report_table, summary_lines
-from loadtest.runner import LoadOptions, run_loadtest
+from loadtest.runner import LoadOptions, Progress, run_loadtest
 from store.migrate import MigrationError
 
 
@@ -130,13 +132,15 @@ def loadtest(
             f"{profile_updates_per_second:g} profile updates/s, {warmup:g}+{duration:g} s, "
             f"{'attached workers' if attach else f'{workers} worker(s) per pipeline'} …"
         )
-    report = execute(cfg, options, console)
+    report = execute(console, lambda progress: run_loadtest(cfg, options, progress=progress))
     emit(report, out, json_only)
     verdict(report)
 
 
-def execute(cfg: object, options: LoadOptions, console: Console) -> LoadReport:
-    """Run the scenario, turning expected failures into one sentence."""
+def execute(
+    console: Console, runner: Callable[[Progress], Coroutine[Any, Any, LoadReport]]
+) -> LoadReport:
+    """Run the scenario with a live progress line, turning expected failures into one sentence."""
     live = console.is_terminal
 
     def progress(line: str) -> None:
@@ -145,7 +149,7 @@ def execute(cfg: object, options: LoadOptions, console: Console) -> LoadReport:
             sys.stderr.flush()
 
     try:
-        report = run(run_loadtest(cfg, options, progress=progress))  # type: ignore[arg-type]
+        report = run(runner(progress))
     except (EmulatorError, ProcessError, MigrationError, asyncpg.PostgresError) as exc:
         fail(str(exc))
     except TransientError as exc:
@@ -162,18 +166,22 @@ def execute(cfg: object, options: LoadOptions, console: Console) -> LoadReport:
     return report
 
 
-def emit(report: LoadReport, out: Path, json_only: bool) -> None:
+def emit(report: LoadReport, out: Path, json_only: bool, key: str = "loadtest") -> None:
     data = report.to_dict()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "last-report.json").write_text(json.dumps(data, indent=2))
+    full = report.to_dict(samples=True)
+    (out / f"last-{key}.json").write_text(json.dumps(full, indent=1))
     if not json_only:
         console = Console()
-        console.print(report_table(report))
+        console.print(report_table(report, f"socialpipe {key}"))
         for line in summary_lines(report):
             console.print(line)
+        for line in report.notes:
+            console.print(line, markup=False, highlight=False)
         if report.picture:
             console.print(f"picture: {report.picture}")
-    typer.echo(json.dumps({"loadtest": data}, separators=(",", ":")))
+        console.print(f"report with every sample: {out / f'last-{key}.json'}")
+    typer.echo(json.dumps({key: data}, separators=(",", ":")))
 
 
 def verdict(report: LoadReport) -> None:

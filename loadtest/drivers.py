@@ -233,7 +233,8 @@ class ApiProfiles:
     async def _one(self, tick: Tick) -> None:
         user = self.rng.choice(self.users)
         try:
-            await self.api.call(user, UPDATE_PROFILE, {"h": f"Demo headline {tick.index}"})
+            headline = f"{self.rng.choice(_HEADLINES)} {tick.index}"
+            await self.api.call(user, UPDATE_PROFILE, {"h": headline})
             version = await self.pool.fetchval(
                 "SELECT version FROM user_profiles WHERE user_id = $1", user
             )

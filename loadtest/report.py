@@ -37,8 +37,11 @@ class StreamResult:
             return None
         return self.latency.p95 is not None and self.latency.p95 <= self.slo_p95
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, samples: bool = False) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k != "samples"}
+        if samples:
+            # [occurredAt after warm-up, latency] in seconds, in the order they became visible.
+            data["samples"] = [[round(at, 4), round(lat, 4)] for at, lat in self.samples]
         data["latency_ms"] = {
             k: (round(v * 1000, 1) if isinstance(v, float) else v)
             for k, v in asdict(self.latency).items()
@@ -94,6 +97,7 @@ class LoadReport:
     machine: dict[str, Any]
     elapsed_seconds: float
     picture: str | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def slo_met(self) -> bool:
@@ -108,10 +112,10 @@ class LoadReport:
             and not any(s.not_visible for s in self.streams)
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, samples: bool = False) -> dict[str, Any]:
         return {
             "scenario": self.scenario,
-            "streams": {s.name: s.to_dict() for s in self.streams},
+            "streams": {s.name: s.to_dict(samples=samples) for s in self.streams},
             "backlog_at_end": self.backlog_at_end,
             "backlog_max": self.backlog_max,
             "dlq": self.dlq,

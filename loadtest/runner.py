@@ -16,7 +16,7 @@ import random
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -63,6 +63,8 @@ if TYPE_CHECKING:
 
 Mode = Literal["direct", "api"]
 Progress = Callable[[str], None]
+# Runs after the load while everything is still up; returns lines for the report.
+Epilogue = Callable[["Harness"], Awaitable[list[str]]]
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class Harness:
     feed_probe: FeedProbe
     search_probe: SearchProbe
     group: ProcessGroup | None = None
+    api: GraphQL | None = None
     backlog_max: dict[str, int] = field(default_factory=dict)
 
 
@@ -243,6 +246,7 @@ async def drivers(
         stack.push_async_callback(session.close)
         tokens = Tokens(h.settings.api_token_secret, h.settings.api_token_ttl_seconds)
         api = GraphQL(session, api_url, {u: tokens.issue(u) for u in h.graph.users})
+        h.api = api
         return (
             ApiPosts(api, h.graph, authors, h.feed_probe),
             ApiProfiles(api, h.pool, h.graph.users, h.search_probe, rng),
@@ -285,6 +289,7 @@ async def run_loadtest(
     options: LoadOptions,
     *,
     progress: Progress | None = None,
+    epilogue: Epilogue | None = None,
 ) -> LoadReport:
     """Run one load scenario end to end and return its report (see the module docstring)."""
     say = progress or (lambda _line: None)
@@ -310,6 +315,7 @@ async def run_loadtest(
                     h.search_probe.drain(options.drain_seconds),
                 )
                 dlq = await queue_depths(h.sqs, dict(h.topology.dlq_urls))
+                notes = await epilogue(h) if epilogue else []
             await forget_markers(h)
             report = assemble(
                 h,
@@ -327,7 +333,7 @@ async def run_loadtest(
     if options.picture:
         path = options.out_dir / f"loadtest-{time.strftime('%Y%m%d-%H%M%S')}.png"
         report = replace(report, picture=str(draw(report, path)))
-    return report
+    return replace(report, notes=tuple(notes))
 
 
 @contextlib.asynccontextmanager

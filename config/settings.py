@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     event_transport: Literal["sqs", "kafka"] = "sqs"
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Kafka transport knobs: partitions of the events topic (keys spread over them),
+    # how long a group join may take, and how often settled offsets are committed.
+    kafka_partitions: int = Field(default=12, ge=1, le=1000)
+    kafka_rebalance_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    kafka_commit_interval_seconds: float = Field(default=1.0, gt=0, le=60)
 
     # Credentials only matter against an emulator; on AWS the default chain applies.
     aws_access_key_id: str | None = None

@@ -91,3 +91,8 @@ OUTBOX_PARKED_EVENTS = Gauge(
 NOTIFICATIONS_CREATED = Counter(
     "socialpipe_notifications_created_total", "Notification rows written.", ["kind"]
 )
+CONSUMER_LAG = Gauge(
+    "socialpipe_consumer_lag",
+    "Kafka records not yet committed by a consumer group (replaces queue depth on Kafka).",
+    ["group", "topic", "partition"],
+)

@@ -7,11 +7,14 @@ Redis database and a reset moto server, so no test sees another's leftovers.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
+import sys
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -25,6 +28,7 @@ from store.db import create_pool, drop_database, with_database
 from store.migrate import upgrade
 
 _BASE = Settings()
+_ROOT = Path(__file__).resolve().parent.parent
 TEST_DB = f"socialpipe_test_{os.getpid()}"
 TEST_REDIS_DB = 1 + os.getpid() % 15
 
@@ -111,6 +115,26 @@ def make_settings(**overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A tansu broker (Kafka protocol, memory storage) on a free loopback port.
+
+    Tests name their own topics and groups, so one broker serves the session.
+    """
+    # Loaded by path: scripts/ holds stand-alone scripts, not an importable package.
+    spec = importlib.util.spec_from_file_location("kafka_broker", _ROOT / "scripts/kafka_broker.py")
+    assert spec is not None and spec.loader is not None
+    script: Any = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script  # dataclasses resolve annotations through it
+    spec.loader.exec_module(script)
+    try:
+        broker = script.Broker(free_port()).start()
+    except script.BrokerError as exc:
+        pytest.skip(f"the tansu Kafka broker cannot run here: {exc}")
+    yield broker.bootstrap
+    broker.stop()
 
 
 @pytest.fixture

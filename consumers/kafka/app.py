@@ -1,0 +1,102 @@
+"""The faust app of one pipeline: consumer group membership, fetching and offset commits.
+
+faust owns the group protocol, partition assignment, fetch flow and the
+commit of acked offsets (every `KAFKA_COMMIT_INTERVAL_SECONDS`, on rebalance
+and on stop). Its agents do not run the handlers themselves: they hand each
+event to the `KafkaRunner` with acking switched off (`stream.noack()`), and the
+runner acks an event only once its outcome is settled. faust's own `take`
+buffers ack when the agent moves on, which would commit a batch that a
+shutdown interrupted; manual acks keep at-least-once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Final
+
+import faust
+
+from config.settings import Settings
+from consumers.kafka.records import Headers, KafkaRecord, header_map
+from consumers.kafka.runner import KafkaRunner
+from consumers.kafka.topics import retry_topic
+
+# tansu (and Kafka's group.initial.rebalance.delay) make a join last up to the rebalance
+# timeout; the session must outlive it and heartbeats must come several times per session.
+MIN_SESSION_SECONDS: Final = 6.0
+
+Submit = Callable[[KafkaRecord], Awaitable[None]]
+
+
+def build_app(settings: Settings, group: str) -> faust.App:
+    """A faust app whose id is the consumer group (the pipeline's queue name)."""
+    session = max(MIN_SESSION_SECONDS, 2 * settings.kafka_rebalance_timeout_seconds)
+    return faust.App(
+        group,
+        broker=f"kafka://{settings.kafka_bootstrap_servers}",
+        web_enabled=False,
+        autodiscover=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.kafka_partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=False,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        broker_rebalance_timeout=settings.kafka_rebalance_timeout_seconds,
+        broker_session_timeout=session,
+        broker_heartbeat_interval=session / 6,
+        broker_request_timeout=max(40.0, session + 5),
+        broker_commit_interval=settings.kafka_commit_interval_seconds,
+        producer_acks=-1,
+    )
+
+
+def attach_agents(app: faust.App, runner: KafkaRunner, settings: Settings, queue: str) -> None:
+    """One agent on the events topic, one on the pipeline's retry topic."""
+    events = app.topic(settings.events_topic, key_type=bytes, value_type=bytes)
+    retries = app.topic(retry_topic(queue), key_type=bytes, value_type=bytes)
+    app.agent(events, name=f"{queue}-events")(_feeder(runner.submit))
+    app.agent(retries, name=f"{queue}-retries")(_feeder(runner.submit_when_due))
+
+
+def _feeder(submit: Submit) -> Callable[[Any], Awaitable[None]]:
+    async def feed(stream: Any) -> None:
+        async for event in _events(stream.noack()):
+            await submit(to_record(event))
+
+    return feed
+
+
+async def _events(stream: Any) -> AsyncIterator[Any]:
+    async for event in stream.events():
+        yield event
+
+
+def to_record(event: Any) -> KafkaRecord:
+    message = event.message
+    return KafkaRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value or b"",
+        headers=header_map(message.headers),
+        ack=lambda: _ack(event),
+    )
+
+
+def _ack(event: Any) -> None:
+    event.ack()
+
+
+class FaustSender:
+    """`RecordSender` over the app's producer (retry and dead-letter topics)."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+
+    async def send(self, topic: str, key: bytes | None, value: bytes, headers: Headers) -> None:
+        await self._app.producer.send_and_wait(
+            topic, key, value, partition=None, timestamp=None, headers=headers
+        )

@@ -1,0 +1,131 @@
+"""Producing to and reading from the test broker, and running a Kafka consumer in a task."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from config.settings import Settings
+from consumers.kafka.consumer import KafkaConsumer
+from consumers.kafka.records import envelope_headers, header_map
+from contracts.events import Envelope, PostCreated, UserProfileUpdated, new_envelope
+from contracts.outcomes import EventHandler
+
+
+@dataclass(frozen=True)
+class Record:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+
+
+def post(author: uuid.UUID | None = None) -> Envelope:
+    return new_envelope(
+        PostCreated.model_validate(
+            {
+                "postId": uuid.uuid4(),
+                "authorId": author or uuid.uuid4(),
+                "createdAt": datetime.now(UTC),
+            }
+        )
+    )
+
+
+def profile(user: uuid.UUID, version: int) -> Envelope:
+    return new_envelope(
+        UserProfileUpdated.model_validate(
+            {"userId": user, "updatedAt": datetime.now(UTC), "version": version}
+        )
+    )
+
+
+def key_of(envelope: Envelope) -> bytes:
+    payload = envelope.payload
+    for name in ("author_id", "user_id", "requester_id"):
+        if hasattr(payload, name):
+            return str(getattr(payload, name)).encode()
+    return str(envelope.event_id).encode()
+
+
+async def produce(settings: Settings, envelopes: Sequence[Envelope]) -> None:
+    """Publish envelopes to the events topic, keyed as the relay keys them."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        for env in envelopes:
+            await producer.send_and_wait(
+                settings.events_topic, env.to_json(), key=key_of(env), headers=envelope_headers(env)
+            )
+    finally:
+        await producer.stop()
+
+
+async def produce_raw(
+    settings: Settings, body: bytes, headers: dict[str, str], key: bytes = b"k"
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            settings.events_topic,
+            body,
+            key=key,
+            headers=[(k, v.encode()) for k, v in headers.items()],
+        )
+    finally:
+        await producer.stop()
+
+
+async def read_topic(settings: Settings, topic: str) -> list[Record]:
+    """Every record currently in `topic`, without a consumer group."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        got: list[Record] = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            batches = await consumer.getmany(timeout_ms=500)
+            for tp, messages in batches.items():
+                got.extend(
+                    Record(tp.partition, m.offset, m.key, m.value, header_map(m.headers))
+                    for m in messages
+                )
+        return got
+    finally:
+        await consumer.stop()
+
+
+@asynccontextmanager
+async def running(
+    settings: Settings, queue: str, handler: EventHandler, *, concurrency: int = 4
+) -> AsyncIterator[KafkaConsumer]:
+    """A consumer running in a task; stopped (and drained) on exit."""
+    consumer = KafkaConsumer(settings, queue_name=queue, handler=handler, concurrency=concurrency)
+    task = asyncio.create_task(consumer.run())
+    try:
+        yield consumer
+    finally:
+        consumer.request_stop()
+        await asyncio.wait_for(task, 30)
+
+
+async def wait_until_ready(consumer: KafkaConsumer, *, within: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not consumer.ready:
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("the consumer did not join its group before the deadline")
+        await asyncio.sleep(0.05)

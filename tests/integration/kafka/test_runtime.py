@@ -1,0 +1,56 @@
+"""The Kafka consumer runtime over a real tansu broker, with a scripted handler."""
+
+from __future__ import annotations
+
+import asyncio
+
+from config.settings import Settings
+from consumers.kafka.topics import dlq_topic
+from contracts.events import Envelope
+from contracts.outcomes import ACK, DeadLetter, Outcome
+from tests.integration.consumers.helpers import ScriptedHandler, wait_until
+from tests.integration.kafka.helpers import post, produce, read_topic, running
+
+
+async def test_routed_events_are_handled_once_and_committed(kafka_settings: Settings) -> None:
+    # GIVEN five posts on the events topic
+    posts = [post() for _ in range(5)]
+    await produce(kafka_settings, posts)
+    handler = ScriptedHandler()
+    queue = kafka_settings.feed_queue
+    # WHEN the feed group consumes them
+    async with running(kafka_settings, queue, handler) as consumer:
+        await wait_until(lambda: len(handler.done) == 5, within=30)
+        await wait_until(lambda: consumer.settled == 5, within=10)
+    # THEN each was handled exactly once, and a second run of the group gets nothing
+    assert sorted(handler.calls.values()) == [1] * 5
+    again = ScriptedHandler()
+    async with running(kafka_settings, queue, again) as consumer:
+        await wait_until(lambda: consumer.ready, within=30)
+        await asyncio.sleep(0.5)
+    assert again.calls == {}
+
+
+async def test_permanent_failure_goes_to_the_dead_letter_topic_with_its_reason(
+    kafka_settings: Settings,
+) -> None:
+    # GIVEN a post the handler refuses permanently
+    bad = post()
+
+    async def refuse(env: Envelope, _: int) -> Outcome:
+        return DeadLetter("InvalidEvent", "nope") if env.event_id == bad.event_id else ACK
+
+    await produce(kafka_settings, [bad, post()])
+    handler = ScriptedHandler(refuse)
+    queue = kafka_settings.feed_queue
+    # WHEN the group consumes it
+    async with running(kafka_settings, queue, handler) as consumer:
+        await wait_until(lambda: consumer.settled == 2, within=30)
+    # THEN the dead-letter topic holds it once, with the reason in headers
+    dead = await read_topic(kafka_settings, dlq_topic(queue))
+    assert len(dead) == 1
+    assert dead[0].headers["errorType"] == "InvalidEvent"
+    assert dead[0].headers["errorMessage"] == "nope"
+    assert dead[0].headers["sourceQueue"] == queue
+    assert dead[0].headers["eventType"] == "PostCreated"
+    assert bad.event_id.hex in dead[0].value.decode().replace("-", "")

@@ -6,6 +6,7 @@ import typer
 
 from cli import api as api_cmd
 from cli import demo as demo_cmd
+from cli import dlq as dlq_cmd
 from cli import loadtest as loadtest_cmd
 from cli import migrate
 from cli import queues as queues_cmd
@@ -29,6 +30,7 @@ app.command("demo")(demo_cmd.demo)
 app.command("loadtest")(loadtest_cmd.loadtest)
 app.command("search")(search_cmd.search)
 app.add_typer(search_cmd.index_app, name="index")
+app.add_typer(dlq_cmd.app, name="dlq")
 
 
 def main() -> None:

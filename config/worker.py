@@ -20,6 +20,7 @@ from consumers.runtime import SqsConsumer
 from consumers.topology import queue_url
 from contracts.keys import dlq_name
 from contracts.outcomes import EventHandler
+from dlq.depth import refreshing_dlq_depth
 
 PIPELINES: Final = ("feed", "search", "notifications")
 # Connections beyond the handlers' own: one per poller, batched deletes, the heartbeat.
@@ -92,14 +93,18 @@ async def run_worker(
             handler = await build_handler(stack, settings, pipeline, handler_overrides)
         in_flight = concurrency or default_concurrency(handler)
         sqs = await open_sqs(stack, settings, pool=settings.pollers + SPARE_CONNECTIONS + in_flight)
+        dlq_url = await queue_url(sqs, dlq_name(queue))
         consumer = SqsConsumer(
             sqs,
             queue_name=queue,
             queue_url=await queue_url(sqs, queue),
-            dlq_url=await queue_url(sqs, dlq_name(queue)),
+            dlq_url=dlq_url,
             handler=handler,
             settings=settings,
             concurrency=in_flight,
+        )
+        await stack.enter_async_context(
+            refreshing_dlq_depth(sqs, dlq_url=dlq_url, dlq=dlq_name(queue))
         )
         log.info("worker starting", queue=queue, concurrency=in_flight, burst=burst)
         with _stop_on_signals(consumer.request_stop):

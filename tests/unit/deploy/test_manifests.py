@@ -1,0 +1,223 @@
+"""Deployment files: they parse, name real settings, probe real endpoints, drain in time.
+
+None of this is applied to a cluster here; these checks catch what a reader
+would otherwise catch only on a live deploy: a misspelt variable, a probe on a
+path no process serves, a grace period shorter than the drain deadline, a
+worker without an autoscaler.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+import yaml  # type: ignore[import-untyped]
+
+from cli.main import app
+from config.settings import Settings
+
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+K8S = DEPLOY / "k8s"
+SETTINGS_VARS = {name.upper() for name in Settings.model_fields}
+KNOWN_KINDS = {
+    "Namespace", "ConfigMap", "Secret", "ServiceAccount", "Deployment", "Service", "Job",
+    "CronJob", "ScaledObject", "TriggerAuthentication", "Kustomization",
+}  # fmt: skip
+PIPELINE_QUEUES = {
+    "feed": Settings().feed_queue,
+    "search": Settings().search_queue,
+    "notifications": Settings().notifications_queue,
+}
+
+
+def k8s_documents() -> Iterator[tuple[Path, dict[str, Any]]]:
+    for path in sorted(K8S.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc is not None:
+                yield path, doc
+
+
+def of_kind(kind: str) -> list[dict[str, Any]]:
+    return [doc for _, doc in k8s_documents() if doc["kind"] == kind]
+
+
+def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = workload["spec"]
+    if workload["kind"] == "CronJob":
+        spec = spec["jobTemplate"]["spec"]
+    pod = spec["template"]["spec"]
+    found: list[dict[str, Any]] = pod.get("initContainers", []) + pod["containers"]
+    return found
+
+
+def workloads() -> list[dict[str, Any]]:
+    return [d for _, d in k8s_documents() if d["kind"] in ("Deployment", "Job", "CronJob")]
+
+
+def config_map_data() -> dict[str, str]:
+    (config,) = [c for c in of_kind("ConfigMap") if c["metadata"]["name"] == "socialpipe-config"]
+    data: dict[str, str] = config["data"]
+    return data
+
+
+def test_every_deploy_file_parses() -> None:
+    # GIVEN every YAML and JSON file under deploy/
+    files = [p for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml", ".json")]
+    assert len(files) >= 10
+    # THEN each parses
+    for path in files:
+        if path.suffix == ".json":
+            assert json.loads(path.read_text()), path
+        else:
+            assert list(yaml.safe_load_all(path.read_text())), path
+
+
+def test_every_manifest_has_a_known_kind_and_a_name() -> None:
+    for path, doc in k8s_documents():
+        assert doc["kind"] in KNOWN_KINDS, path
+        assert doc.get("apiVersion"), path
+        if doc["kind"] != "Kustomization":
+            assert doc["metadata"]["name"], path
+
+
+def test_kustomization_lists_every_manifest_that_exists() -> None:
+    (kustomization,) = of_kind("Kustomization")
+    listed = set(kustomization["resources"])
+    assert all((K8S / name).is_file() for name in listed), listed
+    own = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
+    missing = {n for n in own - listed if not n.startswith("cronjob-")}
+    assert not missing, f"not in kustomization.yaml: {missing}"
+
+
+def test_every_environment_name_is_a_setting() -> None:
+    # GIVEN the ConfigMap, the example Secret and any literal env entries
+    names = set(config_map_data())
+    for secret in of_kind("Secret"):
+        names |= set(secret.get("stringData", {})) | set(secret.get("data", {}))
+    for workload in workloads():
+        for container in containers(workload):
+            names |= {e["name"] for e in container.get("env", [])}
+    # THEN each is read by config.settings.Settings
+    assert names, "no environment found"
+    assert names <= SETTINGS_VARS, names - SETTINGS_VARS
+
+
+def test_env_comes_from_the_shared_config_and_secret() -> None:
+    for workload in workloads():
+        for container in containers(workload):
+            refs = container.get("envFrom", [])
+            sources = {r.get("configMapRef", r.get("secretRef", {})).get("name") for r in refs}
+            assert {"socialpipe-config", "socialpipe-secrets"} <= sources, workload["metadata"]
+
+
+def test_containers_run_real_commands_with_resources() -> None:
+    commands = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    for workload in workloads():
+        for container in containers(workload):
+            assert container["args"][0] in commands, container["args"]
+            resources = container["resources"]
+            assert {"cpu", "memory"} <= set(resources["requests"]), workload["metadata"]
+            assert {"cpu", "memory"} <= set(resources["limits"]), workload["metadata"]
+
+
+def deployments() -> list[dict[str, Any]]:
+    return of_kind("Deployment")
+
+
+@pytest.mark.parametrize("name", ["api", "relay", "worker-feed", "worker-search",
+                                  "worker-notifications"])  # fmt: skip
+def test_long_running_processes_probe_healthz_and_readyz(name: str) -> None:
+    (deployment,) = [d for d in deployments() if d["metadata"]["name"] == name]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"] for p in container["ports"]}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["port"] in ports
+    assert container["readinessProbe"]["httpGet"]["port"] in ports
+
+
+def test_termination_grace_outlasts_the_drain_deadline() -> None:
+    # GIVEN the drain deadline the pods are configured with
+    drain = float(
+        config_map_data().get("SHUTDOWN_GRACE_SECONDS", Settings().shutdown_grace_seconds)
+    )
+    # THEN every worker and the relay get longer before SIGKILL
+    for deployment in deployments():
+        if deployment["metadata"]["name"] == "api":
+            continue
+        grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert grace > drain, deployment["metadata"]["name"]
+
+
+@pytest.mark.parametrize("pipeline", sorted(PIPELINE_QUEUES))
+def test_each_worker_scales_on_its_own_queue_depth(pipeline: str) -> None:
+    # GIVEN the worker's Deployment and the ScaledObjects
+    name = f"worker-{pipeline}"
+    (deployment,) = [d for d in deployments() if d["metadata"]["name"] == name]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["args"] == ["worker", pipeline]
+    (scaled,) = [s for s in of_kind("ScaledObject") if s["spec"]["scaleTargetRef"]["name"] == name]
+    # THEN it scales between sensible bounds on its SQS queue (not the DLQ)
+    spec = scaled["spec"]
+    assert 1 <= spec["minReplicaCount"] < spec["maxReplicaCount"] <= 50
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "aws-sqs-queue"
+    assert re.search(rf"/{re.escape(PIPELINE_QUEUES[pipeline])}$", trigger["metadata"]["queueURL"])
+    assert int(trigger["metadata"]["queueLength"]) > 0
+    auth = {t["metadata"]["name"] for t in of_kind("TriggerAuthentication")}
+    assert trigger["authenticationRef"]["name"] in auth
+
+
+def test_api_service_selects_the_api_pods() -> None:
+    (service,) = of_kind("Service")
+    (api,) = [d for d in deployments() if d["metadata"]["name"] == "api"]
+    labels = api["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    return data
+
+
+def test_compose_runs_the_full_stack() -> None:
+    services = set(compose()["services"])
+    infrastructure = {"postgres", "redis", "opensearch", "fauxqs", "prometheus", "grafana"}
+    ours = {"migrate", "queues", "api", "relay", "feed-worker", "search-worker"}
+    assert infrastructure | ours | {"notifications-worker"} <= services
+
+
+def test_compose_environment_names_are_settings() -> None:
+    for name, service in compose()["services"].items():
+        if str(service.get("image", "")).startswith("socialpipe"):
+            env = set(service.get("environment", {}))
+            assert env <= SETTINGS_VARS, (name, env - SETTINGS_VARS)
+
+
+def test_prometheus_scrapes_the_compose_services() -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    text = json.dumps(config)
+    for service in ("feed-worker", "search-worker", "notifications-worker", "relay", "api"):
+        assert service in text
+        assert service in compose()["services"]
+
+
+def test_dashboard_queries_only_metrics_that_exist() -> None:
+    # GIVEN the metric names defined in contracts/metrics.py
+    source = (Path(__file__).resolve().parents[3] / "contracts" / "metrics.py").read_text()
+    defined = set(re.findall(r'"(socialpipe_[a-z_]+)"', source))
+    # WHEN every panel's queries are read
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "socialpipe.json").read_text())
+    used = {
+        re.sub(r"_(bucket|count|sum)$", "", m)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for m in re.findall(r"socialpipe_[a-z_]+", target["expr"])
+    }
+    # THEN each is defined, and the key ones are on the dashboard
+    assert used <= defined, used - defined
+    assert {"socialpipe_end_to_end_latency_seconds", "socialpipe_dlq_depth"} <= used

@@ -12,6 +12,7 @@ STAMP := $(VENV)/.installed-$(PYPROJECT_HASH)
 SERVICES := $(BIN)/python scripts/services.py
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+LOADTEST_ARGS ?=
 BENCH_ARGS ?=
 
 # Exports DATABASE_URL/REDIS_URL of embedded servers when the configured ones do
@@ -22,7 +23,7 @@ exports="$$($(SERVICES) ensure)"; eval "$$exports"; \
 if [ -n "$$exports" ] && [ -z "$${KEEP_SERVICES:-}" ]; then trap '$(SERVICES) stop' EXIT; fi;
 endef
 
-.PHONY: help venv services services-stop test lint format typecheck demo bench clean distclean
+.PHONY: help venv services services-stop test lint format typecheck demo loadtest fauxqs bench clean distclean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -61,10 +62,23 @@ format: venv ## Apply ruff's fixes and formatting
 typecheck: venv ## mypy --strict over the repository
 	@$(BIN)/mypy .
 
-demo: venv ## Run the whole system on embedded defaults with a minute of posts
+demo: venv ## API, relay and all workers on embedded defaults; a minute of load through the API
 	@$(with_services) \
 	$(BIN)/socialpipe migrate up; \
 	$(BIN)/socialpipe demo $(DEMO_ARGS)
+
+FAUXQS_DIR := scripts/fauxqs
+
+$(FAUXQS_DIR)/node_modules/.package-lock.json: $(FAUXQS_DIR)/package-lock.json
+	@command -v node >/dev/null || { echo "make loadtest needs Node.js 20+ for fauxqs (or pass LOADTEST_ARGS='--emulator moto')" >&2; exit 1; }
+	@cd $(FAUXQS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+
+fauxqs: $(FAUXQS_DIR)/node_modules/.package-lock.json ## Install the pinned fauxqs SQS/SNS emulator (npm ci)
+
+loadtest: venv fauxqs ## Seed a graph and measure P95 under load (LOADTEST_ARGS="--workers 2 ...")
+	@$(with_services) \
+	$(BIN)/socialpipe migrate up; \
+	$(BIN)/socialpipe loadtest $(LOADTEST_ARGS)
 
 bench: venv ## Run the fan-out benchmark (python -m bench.fanout)
 	@$(with_services) \

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -81,4 +81,27 @@ class SearchIndex(Protocol):
 
     async def ping(self) -> None:
         """Return when the backend answers; raise otherwise."""
+        ...
+
+
+class AuditableSearchIndex(SearchIndex, Protocol):
+    """What reconciliation needs beyond the pipeline's port: bulk reads, an id scan,
+    and a repair write.
+
+    `repair` differs from `write` only in the version rule: a document whose
+    version *equals* the stored one still replaces it, so content that drifted
+    under an unchanged version (a hand edit, a planted field) can be put right,
+    while anything the pipeline wrote with a newer version is left alone.
+    """
+
+    async def get_many(self, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, UserSearchDocument]:
+        """The stored documents of `user_ids` (absent ones and tombstones left out)."""
+        ...
+
+    def scan_ids(self, page_size: int) -> AsyncIterator[list[uuid.UUID]]:
+        """Every stored document's id, in pages of at most `page_size`, ascending."""
+        ...
+
+    async def repair(self, docs: Sequence[UserSearchDocument]) -> WriteReport:
+        """Upsert `docs` where their version is greater than *or equal to* the stored one."""
         ...

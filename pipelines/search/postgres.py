@@ -8,9 +8,10 @@ skill/company arrays for exact filters.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final
 
 import asyncpg
@@ -39,9 +40,15 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, _TRANSIENT)
 
 
-def _upsert_sql(table: str) -> str:
+def _upsert_sql(table: str, *, repair: bool = False) -> str:
     # The CTE reads the prior stamps in the same snapshot as the upsert, so the
-    # report can tell "older than what is stored" from "same content".
+    # report can tell "older than what is stored" from "same content". A repair
+    # (reconciliation) also replaces an equal version, whatever the stored hash says.
+    newer = "excluded.version >= d.version" if repair else "excluded.version > d.version"
+    changed = (
+        "true" if repair else "(d.deleted OR d.content_hash IS DISTINCT FROM excluded.content_hash)"
+    )
+    older = "i.version < p.version" if repair else "i.version <= p.version"
     return f"""
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::int8[], $3::bytea[], $4::text[], $5::text[], $6::text[],
@@ -69,13 +76,13 @@ WITH input AS (
         schools = excluded.schools, skills = excluded.skills,
         companies_norm = excluded.companies_norm, skills_norm = excluded.skills_norm,
         name_norm = excluded.name_norm, indexed_at = excluded.indexed_at
-    WHERE excluded.version > d.version
-      AND (d.deleted OR d.content_hash IS DISTINCT FROM excluded.content_hash)
+    WHERE {newer}
+      AND {changed}
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM up) AS written,
        (SELECT count(*) FROM input i JOIN prior p USING (user_id)
-         WHERE i.version <= p.version) AS stale
+         WHERE {older}) AS stale
 """
 
 
@@ -185,8 +192,10 @@ class PostgresSearchIndex:
         )
         return result
 
-    async def _upsert(self, docs: Sequence[UserSearchDocument]) -> WriteReport:
-        row = await self.pool.fetchrow(_upsert_sql(self.table), *_columns(docs))
+    async def _upsert(
+        self, docs: Sequence[UserSearchDocument], *, repair: bool = False
+    ) -> WriteReport:
+        row = await self.pool.fetchrow(_upsert_sql(self.table, repair=repair), *_columns(docs))
         assert row is not None
         written, stale = int(row["written"]), int(row["stale"])
         return WriteReport(written=written, stale=stale, unchanged=len(docs) - written - stale)
@@ -204,6 +213,36 @@ class PostgresSearchIndex:
             f"SELECT * FROM {self.table} WHERE user_id = $1 AND NOT deleted", user_id
         )
         return None if row is None else _document(row)
+
+    async def get_many(self, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, UserSearchDocument]:
+        rows = await self.pool.fetch(
+            f"SELECT * FROM {self.table} WHERE user_id = ANY($1::uuid[]) AND NOT deleted",
+            list(user_ids),
+        )
+        return {r["user_id"]: _document(r) for r in rows}
+
+    async def scan_ids(self, page_size: int) -> AsyncIterator[list[uuid.UUID]]:
+        after = uuid.UUID(int=0)
+        while True:
+            rows = await self.pool.fetch(
+                f"SELECT user_id FROM {self.table} WHERE user_id > $1 AND NOT deleted"
+                " ORDER BY user_id LIMIT $2",
+                after,
+                page_size,
+            )
+            if not rows:
+                return
+            page = [r["user_id"] for r in rows]
+            yield page
+            after = page[-1]
+
+    async def repair(self, docs: Sequence[UserSearchDocument]) -> WriteReport:
+        report = WriteReport()
+        for chunk in chunked(
+            docs, max_count=self.max_count, max_bytes=self.max_bytes, size_of=_doc_size
+        ):
+            report.add(await self._retry(functools.partial(self._upsert, repair=True), chunk))
+        return report
 
     async def search(self, query: SearchQuery) -> list[SearchHit]:
         terms = tsquery_terms(query.text)

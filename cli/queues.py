@@ -10,6 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from cli.common import fail, run, settings
 from config.clients import open_sns, open_sqs
 from config.settings import Settings
+from consumers.kafka.topics import KafkaUnavailable, ensure_topics
 from consumers.topology import Topology, ensure_topology
 
 app = typer.Typer(help="Manage the SNS topic and SQS queues.", no_args_is_help=True)
@@ -24,8 +25,15 @@ async def _create(cfg: Settings) -> Topology:
 
 @app.command()
 def create() -> None:
-    """Idempotently create the topic, the queues, their DLQs and filtered subscriptions."""
+    """Idempotently create the topic, the queues, their DLQs and filtered subscriptions.
+
+    With EVENT_TRANSPORT=kafka: the events topic (partitioned by aggregate key), and a
+    retry and a dead-letter topic per pipeline.
+    """
     cfg = settings()
+    if cfg.event_transport == "kafka":
+        _create_kafka(cfg)
+        return
     where = cfg.aws_endpoint_url or f"AWS ({cfg.aws_region})"
     try:
         topo = run(_create(cfg))
@@ -49,3 +57,14 @@ def _report(topo: Topology, cfg: Settings) -> None:
         typer.echo(
             f"subscription {sub.queue} <- {', '.join(sub.event_types)} (raw delivery): {sub.arn}"
         )
+
+
+def _create_kafka(cfg: Settings) -> None:
+    """EVENT_TRANSPORT=kafka: the events topic, and a retry and dead-letter topic per pipeline."""
+    try:
+        specs = run(ensure_topics(cfg))
+    except KafkaUnavailable as exc:
+        fail(f"{exc}.")
+    for spec in specs:
+        state = "created" if spec.created else "exists"
+        typer.echo(f"topic {spec.name}: {spec.partitions} partitions ({state})")

@@ -9,6 +9,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from cli.common import fail, run, settings
 from config.worker import PipelineUnavailable, run_worker
+from consumers.kafka.topics import KafkaUnavailable
 from consumers.topology import UnknownQueue
 
 
@@ -45,6 +46,8 @@ def worker(
         code = run(run_worker(cfg, pipeline.value, burst=burst, concurrency=concurrency))
     except (PipelineUnavailable, UnknownQueue) as exc:
         fail(str(exc))
+    except KafkaUnavailable as exc:
+        fail(f"{exc}.")
     except ClientError as exc:
         fail(f"SQS refused the request: {exc.response.get('Error', {}).get('Message', exc)}.")
     except BotoCoreError as exc:

@@ -15,6 +15,7 @@ from config.clients import open_sns
 from config.health import serving
 from config.logging import configure_logging
 from config.settings import Settings
+from pipelines.relay.kafka import KafkaPublisher, open_producer
 from pipelines.relay.ports import EventPublisher
 from pipelines.relay.relay import OutboxRelay, RelayOptions
 from pipelines.relay.sns import SnsPublisher
@@ -29,10 +30,14 @@ async def build_relay(
     publisher: EventPublisher | None = None,
     pool: Any = None,
 ) -> OutboxRelay:
-    """Build the relay with its pool, listener connection and SNS publisher."""
+    """Build the relay with its pool, listener connection and SNS (or Kafka) publisher."""
     if pool is None:
         pool = await create_pool(settings.database_url, min_size=1, max_size=4)
         stack.push_async_callback(pool.close)
+    if publisher is None and settings.event_transport == "kafka":
+        producer = await open_producer(settings.kafka_bootstrap_servers)
+        stack.push_async_callback(producer.stop)
+        publisher = KafkaPublisher(producer, settings.events_topic)
     if publisher is None:
         sns = await open_sns(stack, settings, pool=20)
         # CreateTopic is idempotent and the cheapest way to learn the ARN.

@@ -86,6 +86,18 @@ async def run_worker(
     `handler_overrides` are passed to the pipeline's builder (tests hand in
     clients); `handler` skips the builder altogether. Returns the exit code.
     """
+    if settings.event_transport == "kafka":
+        # Imported here so an SQS worker never loads faust.
+        from consumers.kafka.worker import run_kafka_worker
+
+        return await run_kafka_worker(
+            settings,
+            pipeline,
+            burst=burst,
+            concurrency=concurrency,
+            handler_overrides=handler_overrides,
+            handler=handler,
+        )
     configure_logging(f"worker-{pipeline}", settings.log_level)
     queue = pipeline_queue(settings, pipeline)
     async with AsyncExitStack() as stack:

@@ -10,6 +10,7 @@ from cli import dlq as dlq_cmd
 from cli import loadtest as loadtest_cmd
 from cli import migrate
 from cli import queues as queues_cmd
+from cli import reconcile as reconcile_cmd
 from cli import relay as relay_cmd
 from cli import search as search_cmd
 from cli import worker as worker_cmd
@@ -31,6 +32,7 @@ app.command("loadtest")(loadtest_cmd.loadtest)
 app.command("search")(search_cmd.search)
 app.add_typer(search_cmd.index_app, name="index")
 app.add_typer(dlq_cmd.app, name="dlq")
+app.add_typer(reconcile_cmd.app, name="reconcile")
 
 
 def main() -> None:

@@ -178,3 +178,24 @@ async def reset_tables(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         await conn.execute("TRUNCATE users, posts, connections, outbox RESTART IDENTITY CASCADE")
         await conn.execute("TRUNCATE search_documents")
+
+
+async def holds_graph(pool: asyncpg.Pool, graph: SocialGraph) -> bool:
+    """Whether the tables already hold exactly this graph (same users and connection count)."""
+    async with pool.acquire() as conn:
+        users = await conn.fetchval("SELECT count(*) FROM users")
+        if users != len(graph.users):
+            return False
+        edges = await conn.fetchval("SELECT count(*) FROM connections WHERE status = 'accepted'")
+        first_and_last = await conn.fetchval(
+            "SELECT count(*) FROM users WHERE id = ANY($1::uuid[])",
+            [graph.users[0], graph.users[-1]],
+        )
+    return bool(edges == len(graph.edges) and first_and_last == 2)
+
+
+async def reset_activity(pool: asyncpg.Pool) -> None:
+    """Forget what an earlier run wrote on top of a seeded graph: posts, outbox, search index."""
+    async with pool.acquire() as conn:
+        await conn.execute("TRUNCATE posts, outbox, notifications RESTART IDENTITY CASCADE")
+        await conn.execute("TRUNCATE search_documents")

@@ -175,7 +175,8 @@ def summary_lines(report: LoadReport) -> list[str]:
         f"dead-lettered: {fmt(report.dlq)}",
         f"worker error log lines: {fmt(errors)}",
         f"machine: {report.machine.get('cores')} cores, load average "
-        f"{report.machine.get('load_before')} before, {report.machine.get('load_after')} after",
+        f"{report.machine.get('load_at_start_of_load')} when the load started, "
+        f"{report.machine.get('load_after')} at the end",
     ]
 
 
@@ -234,5 +235,5 @@ def _title(report: LoadReport) -> str:
         f"{sc.get('users')} users, {sc.get('posts_per_minute')} posts/min, "
         f"{sc.get('profile_updates_per_second')} profile updates/s, {sc.get('duration')} s; "
         f"workers per pipeline: {sc.get('workers')}; "
-        f"{report.machine.get('cores')} cores, load {report.machine.get('load_before')}"
+        f"{report.machine.get('cores')} cores, load {report.machine.get('load_at_start_of_load')}"
     )

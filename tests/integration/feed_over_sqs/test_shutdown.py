@@ -1,0 +1,66 @@
+"""Stopping the feed worker in the middle of a large fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from typing import Any
+
+import asyncpg
+import redis.asyncio as redis_asyncio
+
+from config.settings import Settings
+from consumers.publish import send_raw
+from consumers.topology import Topology
+from contracts.keys import fanout_marker_key
+from tests.conftest import make_settings
+from tests.integration.feed_over_sqs.helpers import FEED, eventually, feed_worker, feeds_holding
+from tests.integration.pipelines.feed.helpers import add_users, connect, post_created, post_id
+
+CONNECTIONS = 12_000
+GRACE = 0.05
+
+
+async def test_stop_cuts_a_long_fan_out_short_after_the_grace_and_returns_the_message(
+    db: asyncpg.Pool,
+    redis_client: redis_asyncio.Redis,
+    sqs: Any,
+    topo: Topology,
+    settings: Settings,
+    stack: AsyncExitStack,
+) -> None:
+    # GIVEN a worker fanning a post out to 12,000 feeds two at a time
+    author, *others = await add_users(db, CONNECTIONS + 1)
+    await connect(db, author, others)
+    event = post_created(author)
+    await send_raw(sqs, topo.queue_url(FEED), event.to_json(), event.attributes())
+    cfg = make_settings(
+        aws_endpoint_url=settings.aws_endpoint_url,
+        pollers=1,
+        fanout_batch_size=2,
+        fanout_parallelism=1,
+        shutdown_grace_seconds=GRACE,
+    )
+    consumer, _ = await feed_worker(stack, sqs, cfg, topo)
+    task = asyncio.create_task(consumer.run())
+
+    async def started() -> bool:
+        return bool(await redis_client.hlen(fanout_marker_key(post_id(event))))
+
+    await eventually(started, what="fan-out under way")
+    # WHEN it is asked to stop
+    loop = asyncio.get_running_loop()
+    asked = loop.time()
+    consumer.request_stop()
+    await asyncio.wait_for(task, 10)
+    took = loop.time() - asked
+    # THEN it stops soon after the grace instead of finishing the fan-out first,
+    # having served some feeds, each at most once, and the message is back in the queue
+    assert took < GRACE + 0.5, f"stopping took {took:.2f} s"
+    held = await feeds_holding(redis_client, others, post_id(event))
+    assert 0 < sum(held.values()) < CONNECTIONS
+    assert max(held.values()) == 1
+    got = await sqs.get_queue_attributes(
+        QueueUrl=topo.queue_url(FEED), AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    assert got["Attributes"]["ApproximateNumberOfMessages"] == "1"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO, cast
 
 import orjson
 import structlog
@@ -42,7 +42,7 @@ class _CurrentStderr:
 
 def configure_logging(service_name: str, level: str = "INFO", stream: Any = None) -> None:
     """Route structlog and stdlib logging to one JSON-lines stream (stderr by default)."""
-    out = stream or _CurrentStderr()
+    out = cast(TextIO, stream or _CurrentStderr())
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

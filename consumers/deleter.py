@@ -59,9 +59,13 @@ class BatchDeleter:
             first = await self._pending.get()
             batch = [first]
             deadline = asyncio.get_running_loop().time() + FLUSH_AFTER_SECONDS
-            await self._fill(batch, deadline)
-            # A cancelled loop must not lose a half-sent batch: shield the call.
-            await asyncio.shield(self._flush(batch))
+            try:
+                await self._fill(batch, deadline)
+            finally:
+                # Also when close() cancels the loop while it is still collecting:
+                # the acks already taken off the queue would otherwise be dropped and
+                # their messages redelivered. Shielded so a half-sent batch completes.
+                await asyncio.shield(self._flush(batch))
 
     async def _fill(self, batch: list[ReceivedMessage], deadline: float) -> None:
         loop = asyncio.get_running_loop()

@@ -412,6 +412,11 @@ def assemble(
             "warmup": options.warmup,
             "workers": "attached" if options.attach else options.workers,
             "mode": options.mode,
+            # How late the driver itself started the most delayed event (counted in latency).
+            "driver_max_lag_seconds": {
+                "posts": round(posts.stats.max_lag, 3),
+                "profile updates": round(profiles.stats.max_lag, 3),
+            },
             "feed_probes_per_post": round(
                 h.feed_probe.feeds_checked / max(1, h.feed_probe.watched), 2
             ),

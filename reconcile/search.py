@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -96,15 +96,25 @@ class SearchReconciler:
             parallelism=opts.parallelism,
             limiter=self._limiter,
         )
-        await run_batches(
-            self._index.scan_ids(opts.batch_size),
-            self.check_orphans,
-            report,
-            parallelism=opts.parallelism,
-            limiter=self._limiter,
-        )
+        await self._check_all_orphans(report)
         report.duration = time.perf_counter() - started
         return report
+
+    async def _check_all_orphans(self, report: ReconcileReport) -> None:
+        pages = self._index.scan_ids(self._options.batch_size)
+        try:
+            await run_batches(
+                pages,
+                self.check_orphans,
+                report,
+                parallelism=self._options.parallelism,
+                limiter=self._limiter,
+            )
+        finally:
+            # A scan may hold server-side state (an OpenSearch point in time) that a
+            # failed run must release now, not whenever the generator is collected.
+            if isinstance(pages, AsyncGenerator):
+                await pages.aclose()
 
     async def _user_pages(self) -> AsyncIterator[Batch]:
         after: uuid.UUID | None = None

@@ -7,16 +7,26 @@ alias `users_write` (the two differ only while a rebuild runs, see
 versions, so OpenSearch itself refuses an older version (409, counted as
 stale). No write forces a refresh: documents become searchable with the
 index's refresh interval.
+
+Reconciliation (`AuditableSearchIndex`) reads and repairs the write target,
+the index it can put right: `get_many` is one realtime `mget`; `scan_ids`
+pages through a point in time (PIT) with `search_after`, sorted by the unique
+`userId` keyword, so the scan is consistent while repairs and deletions land
+and its order is the ascending id order the port promises (`_shard_doc`
+exists only from OpenSearch 3.3 and does not give id order); `repair`
+indexes with `version_type=external_gte`, the equal-version rule.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
+import structlog
 from opensearchpy import AsyncOpenSearch, NotFoundError, TransportError
 from opensearchpy import ConnectionError as OpenSearchConnectionError
 
@@ -28,6 +38,13 @@ READ_ALIAS: Final = "users"
 WRITE_ALIAS: Final = "users_write"
 TEMPLATE_NAME: Final = "users"
 INDEX_PREFIX: Final = "users_v"
+# Each page request extends the PIT by this much; it only has to outlast the
+# gap between two pages, which a rate-limited run can stretch to many seconds.
+PIT_KEEP_ALIVE: Final = "5m"
+
+VersionType = Literal["external", "external_gte"]
+
+log = structlog.get_logger("pipelines.search")
 
 _TEXT_WITH_KEYWORD: Final = {
     "type": "text",
@@ -99,18 +116,42 @@ def document_body(doc: UserSearchDocument) -> dict[str, Any]:
 
 
 def bulk_lines(
-    index: str, docs: Sequence[UserSearchDocument], tombstones: Sequence[Tombstone]
+    index: str,
+    docs: Sequence[UserSearchDocument],
+    tombstones: Sequence[Tombstone],
+    *,
+    version_type: VersionType = "external",
 ) -> list[bytes]:
-    """The NDJSON lines of one bulk request: action metadata, then source for indexing."""
+    """The NDJSON lines of one bulk request: action metadata, then source for indexing.
+
+    `external` replaces only a smaller stored version (the pipeline's rule);
+    `external_gte` also an equal one (the repair rule). Tombstones are always
+    `external`: a deletion must be strictly newer than what it removes.
+    """
     lines: list[bytes] = []
     for doc in docs:
         meta = {"_index": index, "_id": str(doc.user_id), "version": doc.version}
-        lines.append(orjson.dumps({"index": {**meta, "version_type": "external"}}))
+        lines.append(orjson.dumps({"index": {**meta, "version_type": version_type}}))
         lines.append(orjson.dumps(document_body(doc)))
     for stone in tombstones:
         meta = {"_index": index, "_id": str(stone.user_id), "version": stone.version}
         lines.append(orjson.dumps({"delete": {**meta, "version_type": "external"}}))
     return lines
+
+
+def scan_body(pit_id: str, page_size: int, after: list[Any] | None) -> dict[str, Any]:
+    """One page of a PIT scan: ids only, ascending by `userId`, after the last sort values."""
+    body: dict[str, Any] = {
+        "size": page_size,
+        "_source": False,
+        "track_total_hits": False,
+        "query": {"match_all": {}},
+        "sort": [{"userId": "asc"}],
+        "pit": {"id": pit_id, "keep_alive": PIT_KEEP_ALIVE},
+    }
+    if after is not None:
+        body["search_after"] = after
+    return body
 
 
 def search_body(query: SearchQuery) -> dict[str, Any]:
@@ -232,14 +273,20 @@ class OpenSearchIndex:
         }
 
     async def _bulk(
-        self, docs: Sequence[UserSearchDocument], tombstones: Sequence[Tombstone]
+        self,
+        docs: Sequence[UserSearchDocument],
+        tombstones: Sequence[Tombstone],
+        *,
+        version_type: VersionType = "external",
     ) -> WriteReport:
         report = WriteReport()
         pending_docs, pending_stones = list(docs), list(tombstones)
 
         async def attempt() -> None:
             nonlocal pending_docs, pending_stones
-            lines = bulk_lines(self.write_target, pending_docs, pending_stones)
+            lines = bulk_lines(
+                self.write_target, pending_docs, pending_stones, version_type=version_type
+            )
             body = b"\n".join(lines).decode() + "\n"
             response = await self.client.bulk(body=body)
             retry_ids = _tally(response, report)
@@ -259,6 +306,72 @@ class OpenSearchIndex:
         return await with_retries(
             op, is_transient=transient, attempts=self.attempts, base=self.retry_base
         )
+
+    async def get_many(self, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, UserSearchDocument]:
+        """The stored documents of `user_ids`, by one realtime `mget` on the write target."""
+        if not user_ids:
+            return {}
+        body = {"ids": [str(i) for i in user_ids]}
+        response = await self._call(
+            functools.partial(self.client.mget, index=self.write_target, body=body)
+        )
+        return {
+            uuid.UUID(d["_id"]): _document(d["_source"]) for d in response["docs"] if d.get("found")
+        }
+
+    async def scan_ids(self, page_size: int) -> AsyncIterator[list[uuid.UUID]]:
+        """Every document id of the write target, ascending, through a point in time.
+
+        One refresh first, so the PIT sees every write acknowledged before the
+        scan (deletions included). The PIT is deleted however the scan ends:
+        exhausted, failed, or closed early by its consumer.
+        """
+        await self._call(functools.partial(self.client.indices.refresh, index=self.write_target))
+        created = await self._call(
+            functools.partial(
+                self.client.create_pit,
+                index=self.write_target,
+                keep_alive=PIT_KEEP_ALIVE,
+                # A partial PIT would silently leave whole shards out of the scan.
+                allow_partial_pit_creation=False,
+            )
+        )
+        pit_id: str = created["pit_id"]
+        try:
+            after: list[Any] | None = None
+            while True:
+                body = scan_body(pit_id, page_size, after)
+                response = await self._call(functools.partial(self.client.search, body=body))
+                pit_id = response.get("pit_id", pit_id)
+                hits = response["hits"]["hits"]
+                if hits:
+                    yield [uuid.UUID(h["_id"]) for h in hits]
+                if len(hits) < page_size:
+                    return
+                after = hits[-1]["sort"]
+        finally:
+            await self._delete_pit(pit_id)
+
+    async def _delete_pit(self, pit_id: str) -> None:
+        try:
+            await self.client.delete_pit(body={"pit_id": [pit_id]})
+        except (TransportError, OSError, TimeoutError) as exc:
+            # It expires with its keep-alive anyway; a failed delete must not
+            # replace the outcome of the scan itself.
+            log.warning("pit_delete_failed", error=str(exc))
+
+    async def repair(self, docs: Sequence[UserSearchDocument]) -> WriteReport:
+        """Index `docs` with `external_gte`: an equal stored version is replaced too.
+
+        No content-hash skip: the reconciler sends only documents it found drifted.
+        A 409 means the pipeline stored a newer version meanwhile (counted stale).
+        """
+        report = WriteReport()
+        for chunk in chunked(
+            docs, max_count=self.max_count, max_bytes=self.max_bytes, size_of=_doc_size
+        ):
+            report.add(await self._bulk(chunk, (), version_type="external_gte"))
+        return report
 
     async def get(self, user_id: uuid.UUID) -> UserSearchDocument | None:
         try:

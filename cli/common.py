@@ -10,6 +10,7 @@ import typer
 import uvloop
 
 from config.settings import Settings, SettingsError, load_settings
+from contracts.errors import PipelineError
 
 T = TypeVar("T")
 
@@ -28,14 +29,32 @@ def settings() -> Settings:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on uvloop, turning expected failures into exit code 1."""
+    """Run a coroutine on uvloop, turning expected failures into exit code 1.
+
+    Failures inside task groups arrive wrapped in an `ExceptionGroup`; the first
+    expected failure inside it is reported, anything else propagates unchanged.
+    """
     try:
         return uvloop.run(coro)
     except KeyboardInterrupt:
         typer.echo("socialpipe: interrupted.", err=True)
         raise typer.Exit(130) from None
-    except (TimeoutError, OSError) as exc:
-        fail(f"cannot reach a service ({exc}).")
+    except (TimeoutError, OSError, PipelineError, BaseExceptionGroup) as exc:
+        message = explain(exc)
+        if message is None:
+            raise
+        fail(message)
+
+
+def explain(exc: BaseException) -> str | None:
+    """One sentence for an expected failure, or None for a bug that should surface."""
+    if isinstance(exc, BaseExceptionGroup):
+        return next(filter(None, (explain(e) for e in exc.exceptions)), None)
+    if isinstance(exc, PipelineError):
+        return exc.message.rstrip(".") + "."
+    if isinstance(exc, (TimeoutError, OSError)):
+        return f"cannot reach a service ({exc or type(exc).__name__})."
+    return None
 
 
 def is_tty() -> bool:

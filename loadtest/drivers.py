@@ -155,7 +155,8 @@ class DirectProfiles:
                 )
                 for r in rows
             ]
-            await publish_events(self.sns, self.topic_arn, envelopes)
+            chunks = [envelopes[i : i + BATCH] for i in range(0, len(envelopes), BATCH)]
+            await asyncio.gather(*(publish_events(self.sns, self.topic_arn, c) for c in chunks))
         except Exception as exc:  # counted and reported; the run goes on
             self.stats.failed(len(ticks), exc)
             return
@@ -245,14 +246,14 @@ class ApiProfiles:
         self.stats.sent += 1
 
 
-async def pump(driver: Driver, loop: OpenLoop, senders: int) -> None:
+async def pump(driver: Driver, loop: OpenLoop, senders: int, batch: int = BATCH) -> None:
     """Run the open-loop schedule into `senders` tasks that hand due ticks to the driver.
 
-    Ticks that fell due together go out as one batch (up to `BATCH`), so a driver
+    Ticks that fell due together go out as one batch (up to `batch`), so a driver
     that falls behind catches up with fewer round trips instead of lagging more.
     """
     ticks: asyncio.Queue[Tick | None] = asyncio.Queue()
-    tasks = [asyncio.create_task(_sender(driver, ticks)) for _ in range(senders)]
+    tasks = [asyncio.create_task(_sender(driver, ticks, batch)) for _ in range(senders)]
     try:
         await loop.run(ticks)
         await asyncio.gather(*tasks)
@@ -262,14 +263,14 @@ async def pump(driver: Driver, loop: OpenLoop, senders: int) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _sender(driver: Driver, ticks: asyncio.Queue[Tick | None]) -> None:
+async def _sender(driver: Driver, ticks: asyncio.Queue[Tick | None], size: int) -> None:
     while True:
         first = await ticks.get()
         if first is None:
             ticks.put_nowait(None)  # the other senders must see the end too
             return
         batch = [first]
-        while len(batch) < BATCH and not ticks.empty():
+        while len(batch) < size and not ticks.empty():
             nxt = ticks.get_nowait()
             if nxt is None:
                 ticks.put_nowait(None)

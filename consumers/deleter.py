@@ -31,7 +31,9 @@ class BatchDeleter:
         self._sqs = sqs
         self._queue_url = queue_url
         self._queue_name = queue_name
-        self._pending: asyncio.Queue[ReceivedMessage] = asyncio.Queue()
+        # None is the close sentinel: it wakes the loop without cancelling it, so no
+        # ack the loop has taken can be dropped by a cancellation landing mid-batch.
+        self._pending: asyncio.Queue[ReceivedMessage | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._busy = 0
 
@@ -46,42 +48,49 @@ class BatchDeleter:
         return self._pending.empty() and self._busy == 0
 
     async def close(self) -> None:
-        """Stop the loop and delete whatever is still pending; safe to call twice."""
+        """Delete everything acked so far, then stop the loop; safe to call twice."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            self._pending.put_nowait(None)
+            await asyncio.shield(self._task)
             self._task = None
         while not self._pending.empty():
             await asyncio.shield(self._flush(self._take_now()))
 
     async def _run(self) -> None:
-        while True:
+        closing = False
+        while not closing:
             first = await self._pending.get()
+            if first is None:
+                return
             batch = [first]
-            deadline = asyncio.get_running_loop().time() + FLUSH_AFTER_SECONDS
+            closing = await self._fill(
+                batch, asyncio.get_running_loop().time() + FLUSH_AFTER_SECONDS
+            )
+            self._busy += 1  # the batch is in hand: not idle until it is sent
             try:
-                await self._fill(batch, deadline)
-            finally:
-                # Also when close() cancels the loop while it is still collecting:
-                # the acks already taken off the queue would otherwise be dropped and
-                # their messages redelivered. Shielded so a half-sent batch completes.
                 await asyncio.shield(self._flush(batch))
+            finally:
+                self._busy -= 1
 
-    async def _fill(self, batch: list[ReceivedMessage], deadline: float) -> None:
-        loop = asyncio.get_running_loop()
+    async def _fill(self, batch: list[ReceivedMessage], deadline: float) -> bool:
+        """Add acks arriving before `deadline` (up to a full batch). True once closing."""
         while len(batch) < BATCH:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
             try:
-                batch.append(await asyncio.wait_for(self._pending.get(), remaining))
+                async with asyncio.timeout_at(deadline):
+                    item = await self._pending.get()
             except TimeoutError:
-                return
+                return False
+            if item is None:
+                return True
+            batch.append(item)
+        return False
 
     def _take_now(self) -> list[ReceivedMessage]:
         batch: list[ReceivedMessage] = []
         while len(batch) < BATCH and not self._pending.empty():
-            batch.append(self._pending.get_nowait())
+            item = self._pending.get_nowait()
+            if item is not None:
+                batch.append(item)
         return batch
 
     async def _flush(self, batch: Sequence[ReceivedMessage]) -> None:

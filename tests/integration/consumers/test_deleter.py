@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from config.settings import Settings
@@ -31,6 +32,8 @@ async def test_acks_taken_just_before_close_are_still_deleted(
     # WHEN acks arrive and the deleter closes while it is still collecting its batch
     for message in received:
         deleter.add(message)
+    for _ in range(5):  # let the loop take them; it then waits ~50 ms for more
+        await asyncio.sleep(0)
     await deleter.close()
 
     # THEN every acked message is gone from the queue (visible or in flight)

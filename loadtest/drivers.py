@@ -27,8 +27,9 @@ import asyncpg
 
 from consumers.publish import publish_events
 from contracts.events import PostCreated, UserProfileUpdated, new_envelope
+from contracts.keys import feed_key
 from loadtest.graph import SocialGraph
-from loadtest.latency import FeedProbe, OpenLoop, Tick
+from loadtest.latency import FeedProbe, OpenLoop, Tick, probe_targets
 from loadtest.search_probe import SearchProbe
 
 if TYPE_CHECKING:
@@ -81,6 +82,29 @@ def _at(tick: Tick) -> datetime:
     return datetime.fromtimestamp(tick.scheduled_at, UTC)
 
 
+@dataclass(frozen=True)
+class PostScript:
+    """Which author writes post i, and the feeds that prove each author's posts visible.
+
+    Worked out once in the process that holds the graph, so a driver process
+    needs neither the graph nor the per-post sort of big fan-outs.
+    """
+
+    authors: tuple[uuid.UUID, ...]
+    feeds: dict[uuid.UUID, tuple[str, ...]]
+
+    @classmethod
+    def plan(
+        cls, graph: SocialGraph, picker: AuthorPicker, posts: int, batch_size: int
+    ) -> PostScript:
+        authors = tuple(picker.pick() for _ in range(posts))
+        feeds = {
+            a: tuple(feed_key(t) for t in probe_targets(graph.targets(a), batch_size))
+            for a in set(authors)
+        }
+        return cls(authors, feeds)
+
+
 @dataclass
 class DirectPosts:
     """Posts as COPY into `posts` plus PostCreated on the SNS topic."""
@@ -88,19 +112,19 @@ class DirectPosts:
     pool: asyncpg.Pool
     sns: SNSClient
     topic_arn: str
-    graph: SocialGraph
-    authors: AuthorPicker
+    script: PostScript
     probe: FeedProbe
     stats: DriverStats = field(default_factory=DriverStats)
 
     async def send(self, ticks: Sequence[Tick]) -> None:
         rows, envelopes, watch = [], [], []
         for tick in ticks:
-            author, post_id, at = self.authors.pick(), uuid.uuid4(), _at(tick)
+            author = self.script.authors[tick.index % len(self.script.authors)]
+            post_id, at = uuid.uuid4(), _at(tick)
             rows.append((post_id, author, f"Load post {tick.index}", at))
             payload = PostCreated(post_id=post_id, author_id=author, created_at=at)
             envelopes.append(new_envelope(payload, producer="loadtest", occurred_at=at))
-            watch.append((post_id, tick.scheduled_at, self.graph.targets(author)))
+            watch.append((post_id, tick.scheduled_at, self.script.feeds[author]))
         try:
             await self.pool.copy_records_to_table(
                 "posts", records=rows, columns=["id", "author_id", "text_content", "created_at"]
@@ -109,8 +133,8 @@ class DirectPosts:
         except Exception as exc:  # counted and reported; the run goes on
             self.stats.failed(len(ticks), exc)
             return
-        for post_id, occurred, targets in watch:
-            self.probe.watch(post_id, occurred, targets)
+        for post_id, occurred, feeds in watch:
+            self.probe.watch_feeds(post_id, occurred, feeds)
         self.stats.sent += len(ticks)
 
 

@@ -13,7 +13,7 @@ import contextlib
 import math
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -113,6 +113,23 @@ class OpenLoop:
 # --- visibility probe ----------------------------------------------------------------------
 
 
+async def poll_until(
+    stop: asyncio.Event, poll: Callable[[], Awaitable[None]], interval: float
+) -> None:
+    """Call `poll` every `interval` until `stop` is set, resting at least as long as it ran.
+
+    Under heavy load a round gets long (thousands of pending checks); resting as
+    long as it took caps the probe at half a core, so measuring does not starve
+    the workers it measures on a small machine. Resolution degrades instead.
+    """
+    while not stop.is_set():
+        began = time.monotonic()
+        await poll()
+        rest = max(interval, time.monotonic() - began)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=rest)
+
+
 SMALL_FANOUT = 16
 
 
@@ -172,13 +189,18 @@ class FeedProbe:
 
     def watch(self, post_id: uuid.UUID, occurred_at: float, targets: Sequence[uuid.UUID]) -> None:
         """Start watching a post; a post with no targets has nothing to become visible."""
+        self.watch_feeds(
+            post_id, occurred_at, [feed_key(t) for t in probe_targets(targets, self.batch_size)]
+        )
+
+    def watch_feeds(self, post_id: uuid.UUID, occurred_at: float, feeds: Sequence[str]) -> None:
+        """Start watching a post in feeds already chosen by `probe_targets`."""
         self.posts.append(post_id)
-        feeds = [feed_key(t) for t in probe_targets(targets, self.batch_size)]
         if not feeds:
             return
         self.watched += 1
         self.feeds_checked += len(feeds)
-        self.pending[str(post_id)] = _Pending(str(post_id), occurred_at, feeds)
+        self.pending[str(post_id)] = _Pending(str(post_id), occurred_at, list(feeds))
 
     async def poll_once(self) -> None:
         """One pipelined round: record every post now visible in all of its watched feeds."""
@@ -200,10 +222,7 @@ class FeedProbe:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set."""
-        while not stop.is_set():
-            await self.poll_once()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.interval)
+        await poll_until(stop, self.poll_once, self.interval)
 
     async def drain(self, deadline_seconds: float) -> int:
         """Keep polling until nothing is pending or the deadline passes; returns posts missed."""

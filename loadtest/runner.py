@@ -16,6 +16,7 @@ import random
 import secrets
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
@@ -32,16 +33,7 @@ from config.settings import Settings
 from consumers.topology import Topology, ensure_topology
 from contracts.keys import connections_cache_key, fanout_marker_key, feed_key
 from loadtest import emulator as emu
-from loadtest.drivers import (
-    ApiPosts,
-    ApiProfiles,
-    AuthorPicker,
-    DirectPosts,
-    DirectProfiles,
-    Driver,
-    GraphQL,
-    pump,
-)
+from loadtest.drivers import ApiPosts, ApiProfiles, AuthorPicker, Driver, GraphQL, PostScript, pump
 from loadtest.graph import (
     LOADTEST_SHAPE,
     GraphShape,
@@ -53,6 +45,7 @@ from loadtest.graph import (
     seed_graph,
 )
 from loadtest.latency import FeedProbe, OpenLoop, summarize
+from loadtest.offload import DriverFailed, DriverProcesses, DriverSpec, Live, StreamOutcome
 from loadtest.processes import ProcessGroup, running
 from loadtest.report import LoadReport, draw, stream_result
 from loadtest.search_probe import IndexVersions, PostgresVersions, SearchProbe, VersionSource
@@ -213,7 +206,20 @@ async def queue_depths(sqs: SQSClient, urls: dict[str, str]) -> dict[str, int]:
     return depths
 
 
-async def watch_backlog(h: Harness, stop: asyncio.Event, progress: Progress, t0: float) -> None:
+LiveView = Callable[[], tuple[Live, Live]]
+
+
+def probe_live(h: Harness) -> tuple[Live, Live]:
+    """Progress of the in-process probes (API mode)."""
+    return tuple(  # type: ignore[return-value]
+        Live(len(p.latencies), summarize(p.latencies[-500:]).p95)
+        for p in (h.feed_probe, h.search_probe)
+    )
+
+
+async def watch_backlog(
+    h: Harness, stop: asyncio.Event, progress: Progress, t0: float, live: LiveView
+) -> None:
     """Sample queue depths once a second for the report and the live progress line."""
     urls = dict(h.topology.queue_urls)
     while not stop.is_set():
@@ -221,56 +227,57 @@ async def watch_backlog(h: Harness, stop: asyncio.Event, progress: Progress, t0:
             depths = await queue_depths(h.sqs, urls)
             for name, depth in depths.items():
                 h.backlog_max[name] = max(h.backlog_max.get(name, 0), depth)
-            progress(progress_line(h, depths, time.time() - t0))
+            progress(progress_line(*live(), depths, time.time() - t0))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=1.0)
 
 
-def progress_line(h: Harness, depths: dict[str, int], elapsed: float) -> str:
-    feed = summarize(h.feed_probe.latencies[-500:])
-    search = summarize(h.search_probe.latencies[-500:])
-
+def progress_line(posts: Live, profiles: Live, depths: dict[str, int], elapsed: float) -> str:
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v * 1000:.0f}"
 
     backlog = " ".join(f"{k}={v}" for k, v in depths.items())
     return (
-        f"t={elapsed:5.1f}s posts seen {len(h.feed_probe.latencies)} (P95 recent {ms(feed.p95)} ms)"
-        f" | profiles seen {len(h.search_probe.latencies)} (P95 recent {ms(search.p95)} ms)"
+        f"t={elapsed:5.1f}s posts seen {posts.seen} (P95 recent {ms(posts.recent_p95)} ms)"
+        f" | profiles seen {profiles.seen} (P95 recent {ms(profiles.recent_p95)} ms)"
         f" | backlog {backlog}"
     )
 
 
-async def drivers(
-    stack: AsyncExitStack, h: Harness, options: LoadOptions, api_url: str | None
+async def api_drivers(
+    stack: AsyncExitStack, h: Harness, options: LoadOptions, api_url: str
 ) -> tuple[Driver, Driver]:
-    """The post and profile drivers for the run's mode."""
+    """The post and profile drivers that go through the GraphQL API."""
     authors = AuthorPicker(h.graph, options.hub_post_share, options.seed)
     rng = random.Random(options.seed + 1)
-    if options.mode == "api" and api_url is not None:
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=64), timeout=aiohttp.ClientTimeout(total=30)
-        )
-        stack.push_async_callback(session.close)
-        tokens = Tokens(h.settings.api_token_secret, h.settings.api_token_ttl_seconds)
-        api = GraphQL(session, api_url, {u: tokens.issue(u) for u in h.graph.users})
-        h.api = api
-        return (
-            ApiPosts(api, h.graph, authors, h.feed_probe),
-            ApiProfiles(api, h.pool, h.graph.users, h.search_probe, rng),
-        )
-    sns = await open_sns(stack, h.settings, pool=2 * options.senders + 4)
-    arn = h.topology.topic_arn
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=64), timeout=aiohttp.ClientTimeout(total=30)
+    )
+    stack.push_async_callback(session.close)
+    tokens = Tokens(h.settings.api_token_secret, h.settings.api_token_ttl_seconds)
+    api = GraphQL(session, api_url, {u: tokens.issue(u) for u in h.graph.users})
+    h.api = api
     return (
-        DirectPosts(h.pool, sns, arn, h.graph, authors, h.feed_probe),
-        DirectProfiles(h.pool, sns, arn, h.graph.users, h.search_probe, rng),
+        ApiPosts(api, h.graph, authors, h.feed_probe),
+        ApiProfiles(api, h.pool, h.graph.users, h.search_probe, rng),
     )
 
 
-async def drive(
-    h: Harness, posts: Driver, profiles: Driver, options: LoadOptions, progress: Progress
-) -> tuple[float, int, int, dict[str, int]]:
-    """Offer the load while probing; returns (start, posts offered, updates offered, backlog)."""
+@dataclass
+class Driven:
+    """The outcome of offering the load: both streams and the backlog when it ended."""
+
+    t0: float
+    posts: StreamOutcome
+    profiles: StreamOutcome
+    backlog: dict[str, int]
+
+
+async def drive_through_api(
+    stack: AsyncExitStack, h: Harness, options: LoadOptions, api_url: str, progress: Progress
+) -> Driven:
+    """Offer the load through the API from this process, probing here too."""
+    posts, profiles = await api_drivers(stack, h, options, api_url)
     total = options.warmup + options.duration
     post_loop = OpenLoop(options.posts_per_minute / 60.0, total)
     profile_loop = OpenLoop(options.profile_updates_per_second, total)
@@ -280,25 +287,93 @@ async def drive(
     background = [
         asyncio.create_task(h.feed_probe.run(stop)),
         asyncio.create_task(h.search_probe.run(stop)),
-        asyncio.create_task(watch_backlog(h, stop, progress, t0)),
+        asyncio.create_task(watch_backlog(h, stop, progress, t0, lambda: probe_live(h))),
     ]
     try:
         await asyncio.gather(
-            pump(posts, post_loop, options.senders),
-            # An UPDATE of 100 rows costs about what one of 10 does: at 1,000 updates/s,
-            # batches of 10 left the driver itself tens of seconds behind its schedule.
-            pump(
-                profiles,
-                profile_loop,
-                options.senders,
-                batch=100 if options.mode == "direct" else 10,
-            ),
+            pump(posts, post_loop, options.senders), pump(profiles, profile_loop, options.senders)
         )
         backlog = await queue_depths(h.sqs, dict(h.topology.queue_urls))
     finally:
         stop.set()
         await asyncio.gather(*background, return_exceptions=True)
-    return t0, post_loop.total, profile_loop.total, backlog
+    await asyncio.gather(
+        h.feed_probe.drain(options.drain_seconds), h.search_probe.drain(options.drain_seconds)
+    )
+    return Driven(
+        t0,
+        _outcome(posts, post_loop.total, h.feed_probe, len(h.feed_probe.pending)),
+        _outcome(profiles, profile_loop.total, h.search_probe, len(h.search_probe.pending)),
+        backlog,
+    )
+
+
+def _outcome(
+    driver: Driver, offered: int, probe: FeedProbe | SearchProbe, missed: int
+) -> StreamOutcome:
+    return StreamOutcome(
+        offered=offered,
+        stats=driver.stats,
+        samples=probe.samples,
+        not_visible=missed,
+        watched=probe.watched,
+        feeds_checked=getattr(probe, "feeds_checked", 0),
+        posts=list(getattr(probe, "posts", [])),
+    )
+
+
+def driver_specs(h: Harness, options: LoadOptions) -> list[DriverSpec]:
+    """One process for posts, one for profile updates (see `loadtest.offload`)."""
+    total = options.warmup + options.duration
+    post_rate = options.posts_per_minute / 60.0
+    picker = AuthorPicker(h.graph, options.hub_post_share, options.seed)
+    script = PostScript.plan(
+        h.graph, picker, OpenLoop(post_rate, total).total, h.settings.fanout_batch_size
+    )
+    common: dict[str, Any] = {
+        "settings": h.settings,
+        "topic_arn": h.topology.topic_arn,
+        "seconds": total,
+        "senders": options.senders,
+        "drain_seconds": options.drain_seconds,
+    }
+    return [
+        DriverSpec(kind="posts", rate_per_second=post_rate, batch=10, script=script, **common),
+        # An UPDATE of 100 rows costs about what one of 10 does: at 1,000 updates/s,
+        # batches of 10 left the driver itself tens of seconds behind its schedule.
+        DriverSpec(
+            kind="profiles",
+            rate_per_second=options.profile_updates_per_second,
+            batch=100,
+            users=h.graph.users,
+            seed=options.seed + 1,
+            **common,
+        ),
+    ]
+
+
+async def drive_offloaded(h: Harness, options: LoadOptions, progress: Progress) -> Driven:
+    """Offer the load from driver processes; this process only watches the queues."""
+    procs = DriverProcesses(await asyncio.to_thread(driver_specs, h, options))
+    stop = asyncio.Event()
+    watcher: asyncio.Task[None] | None = None
+    try:
+        t0 = await procs.start()
+        h.load_at_start = loadavg()  # after seeding, which is CPU-heavy itself
+        watcher = asyncio.create_task(
+            watch_backlog(
+                h, stop, progress, t0, lambda: (procs.live["posts"], procs.live["profiles"])
+            )
+        )
+        await procs.loaded()
+        backlog = await queue_depths(h.sqs, dict(h.topology.queue_urls))
+        outcomes = await procs.finished()
+    finally:
+        stop.set()
+        if watcher is not None:
+            await asyncio.gather(watcher, return_exceptions=True)
+        procs.stop()
+    return Driven(t0, outcomes["posts"], outcomes["profiles"], backlog)
 
 
 async def run_loadtest(
@@ -317,36 +392,21 @@ async def run_loadtest(
         async with AsyncExitStack() as stack:
             h = await prepare(stack, settings, options)
             h.group = build_group(h, options)
-            if h.group is not None and options.mode == "api":
-                api_url: str | None = h.group.add_api()
+            api_url: str | None = None
+            if options.mode == "api":
+                if h.group is None:
+                    raise DriverFailed("API mode needs its own API process; it cannot --attach.")
+                api_url = h.group.add_api()
                 h.group.add_relay()
-            else:
-                api_url = None
             async with _maybe_running(h.group, settings.shutdown_grace_seconds + 5):
-                posts, profiles = await drivers(stack, h, options, api_url)
-                t0, posts_offered, updates_offered, backlog = await drive(
-                    h, posts, profiles, options, say
-                )
-                await asyncio.gather(
-                    h.feed_probe.drain(options.drain_seconds),
-                    h.search_probe.drain(options.drain_seconds),
-                )
+                if api_url is not None:
+                    driven = await drive_through_api(stack, h, options, api_url, say)
+                else:
+                    driven = await drive_offloaded(h, options, say)
                 dlq = await queue_depths(h.sqs, dict(h.topology.dlq_urls))
                 notes = await epilogue(h) if epilogue else []
-            await forget_markers(h)
-            report = assemble(
-                h,
-                options,
-                posts,
-                profiles,
-                t0,
-                posts_offered,
-                updates_offered,
-                backlog,
-                dlq,
-                load_before,
-                time.monotonic() - started,
-            )
+            await forget_markers(h, driven.posts.posts)
+            report = assemble(h, options, driven, dlq, load_before, time.monotonic() - started)
     if options.picture:
         path = options.out_dir / f"loadtest-{time.strftime('%Y%m%d-%H%M%S')}.png"
         report = replace(report, picture=str(draw(report, path)))
@@ -362,53 +422,43 @@ async def _maybe_running(group: ProcessGroup | None, grace: float) -> AsyncItera
         yield
 
 
-async def forget_markers(h: Harness) -> None:
+async def forget_markers(h: Harness, posts: list[uuid.UUID]) -> None:
     """Fan-out markers of load-test posts would otherwise linger until their TTL."""
-    keys = [fanout_marker_key(p) for p in h.feed_probe.posts]
+    keys = [fanout_marker_key(p) for p in posts]
     for start in range(0, len(keys), 5000):
         await h.redis.delete(*keys[start : start + 5000])
+
+
+def _stream(
+    name: str, visible: str, outcome: StreamOutcome, slo: float | None, common: dict[str, float]
+) -> Any:
+    return stream_result(
+        name,
+        visible,
+        offered=outcome.offered,
+        sent=outcome.stats.sent,
+        samples=outcome.samples,
+        not_visible=outcome.not_visible,
+        errors=outcome.stats.errors,
+        first_error=outcome.stats.first_error,
+        slo_p95=slo,
+        **common,
+    )
 
 
 def assemble(
     h: Harness,
     options: LoadOptions,
-    posts: Driver,
-    profiles: Driver,
-    t0: float,
-    posts_offered: int,
-    updates_offered: int,
-    backlog: dict[str, int],
+    driven: Driven,
     dlq: dict[str, int],
     load_before: str,
     elapsed: float,
 ) -> LoadReport:
-    measure_from = t0 + options.warmup
-    common = {"measure_from": measure_from, "window": options.duration}
+    common = {"measure_from": driven.t0 + options.warmup, "window": options.duration}
+    posts, profiles = driven.posts, driven.profiles
     streams = (
-        stream_result(
-            "posts",
-            "all feeds",
-            offered=posts_offered,
-            sent=posts.stats.sent,
-            samples=h.feed_probe.samples,
-            not_visible=len(h.feed_probe.pending),
-            errors=posts.stats.errors,
-            first_error=posts.stats.first_error,
-            slo_p95=options.slo_feed_p95,
-            **common,
-        ),
-        stream_result(
-            "profile updates",
-            "searchable",
-            offered=updates_offered,
-            sent=profiles.stats.sent,
-            samples=h.search_probe.samples,
-            not_visible=len(h.search_probe.pending),
-            errors=profiles.stats.errors,
-            first_error=profiles.stats.first_error,
-            slo_p95=options.slo_search_p95,
-            **common,
-        ),
+        _stream("posts", "all feeds", posts, options.slo_feed_p95, common),
+        _stream("profile updates", "searchable", profiles, options.slo_search_p95, common),
     )
     return LoadReport(
         scenario={
@@ -425,12 +475,10 @@ def assemble(
                 "posts": round(posts.stats.max_lag, 3),
                 "profile updates": round(profiles.stats.max_lag, 3),
             },
-            "feed_probes_per_post": round(
-                h.feed_probe.feeds_checked / max(1, h.feed_probe.watched), 2
-            ),
+            "feed_probes_per_post": round(posts.feeds_checked / max(1, posts.watched), 2),
         },
         streams=streams,
-        backlog_at_end=backlog,
+        backlog_at_end=driven.backlog,
         backlog_max=dict(h.backlog_max),
         dlq=dlq,
         worker_errors=h.group.error_lines() if h.group else {},

@@ -8,7 +8,6 @@ later update of the same user also proves this one's content was passed by).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -17,7 +16,7 @@ from typing import Protocol
 
 import asyncpg
 
-from loadtest.latency import Clock
+from loadtest.latency import Clock, poll_until
 from pipelines.search.ports import SearchIndex
 
 
@@ -102,10 +101,7 @@ class SearchProbe:
         self.pending = still
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await self.poll_once()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.interval)
+        await poll_until(stop, self.poll_once, self.interval)
 
     async def drain(self, deadline_seconds: float) -> int:
         end = time.monotonic() + deadline_seconds

@@ -49,6 +49,9 @@ def build_app(settings: Settings, group: str) -> faust.App:
         broker_request_timeout=max(40.0, session + 5),
         broker_commit_interval=settings.kafka_commit_interval_seconds,
         producer_acks=-1,
+        # faust would wait on stop for every fetched event to be acked; ours stay unacked
+        # on purpose when a shutdown cuts them off (see `attach_agents` for rebalances).
+        stream_wait_empty=False,
     )
 
 
@@ -58,6 +61,20 @@ def attach_agents(app: faust.App, runner: KafkaRunner, settings: Settings, queue
     retries = app.topic(retry_topic(queue), key_type=bytes, value_type=bytes)
     app.agent(events, name=f"{queue}-events")(_feeder(runner.submit))
     app.agent(retries, name=f"{queue}-retries")(_feeder(runner.submit_when_due))
+
+    async def on_revoked(_: Any, *args: Any, signal: Any, **__: Any) -> None:
+        # Settle what is running on the revoked partitions and commit before they move,
+        # so the next owner neither loses nor repeats settled records.
+        lanes = [(tp.topic, tp.partition) for tp in args[0]]
+        await runner.release_lanes(lanes, settings.shutdown_grace_seconds)
+        await app.consumer.commit()
+
+    async def on_assigned(_: Any, *args: Any, signal: Any, **__: Any) -> None:
+        runner.assign_lanes([(tp.topic, tp.partition) for tp in args[0]])
+
+    # faust's annotation of `connect` rejects any coroutine function's inferred type.
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]
+    app.on_partitions_assigned.connect(on_assigned)  # type: ignore[arg-type]
 
 
 def _feeder(submit: Submit) -> Callable[[Any], Awaitable[None]]:

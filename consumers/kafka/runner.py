@@ -16,6 +16,7 @@ a crash at any point re-delivers whatever was not settled: at-least-once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Collection, Sequence
@@ -83,9 +84,12 @@ class KafkaRunner:
         self._max_batch = max(1, handler.max_batch)
         self._slots = asyncio.Semaphore(concurrency)
         # Enough buffered records to fill every slot with a full batch, twice.
-        self._room = asyncio.Semaphore(2 * concurrency * self._max_batch)
+        self._room_size = 2 * concurrency * self._max_batch
+        self._room = asyncio.Semaphore(self._room_size)
         self._lanes: dict[Lane, deque[KafkaRecord]] = {}
         self._busy: set[Lane] = set()
+        # Revoked in a rebalance: records still arriving from them belong to the next owner.
+        self._released: set[Lane] = set()
         self._running: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -111,7 +115,12 @@ class KafkaRunner:
             record.ack()  # another pipeline's event: nothing to do, nothing to lose
             return
         await self._room.acquire()
-        self._lanes.setdefault((record.topic, record.partition), deque()).append(record)
+        lane = (record.topic, record.partition)
+        if self._stopping.is_set() or lane in self._released:
+            # Left unacked: the partition's next owner handles it.
+            self._room.release()
+            return
+        self._lanes.setdefault(lane, deque()).append(record)
         self._wake.set()
 
     async def submit_when_due(self, record: KafkaRecord) -> None:
@@ -288,6 +297,30 @@ class KafkaRunner:
             **extra,
         )
 
+    # -- rebalancing ---------------------------------------------------------------
+
+    async def release_lanes(self, lanes: Collection[Lane], grace: float) -> None:
+        """Hand partitions back: drop their unstarted records (unacked), let running ones settle.
+
+        Called while the group rebalances, before offsets are committed, so the next
+        owner starts right after the last settled record and redoes nothing.
+        """
+        released = set(lanes)
+        self._released |= released
+        for lane in released:
+            dropped = self._lanes.pop(lane, None) or ()
+            for _ in dropped:
+                self._room.release()
+        deadline = asyncio.get_running_loop().time() + grace
+        while self._busy & released and asyncio.get_running_loop().time() < deadline:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=0.05)
+
+    def assign_lanes(self, lanes: Collection[Lane]) -> None:
+        """Partitions (re)assigned to this member: accept their records again."""
+        self._released -= set(lanes)
+
     # -- stopping ------------------------------------------------------------------
 
     async def drain(self, grace: float) -> None:
@@ -305,3 +338,6 @@ class KafkaRunner:
                 log.warning("cancelled work that outlived the shutdown grace", tasks=len(late))
                 await asyncio.gather(*late, return_exceptions=True)
         self._lanes.clear()
+        # Feeders blocked on a full buffer must return, or faust cannot stop its agents.
+        for _ in range(self._room_size):
+            self._room.release()

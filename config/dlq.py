@@ -19,6 +19,12 @@ class DeadLettersUnavailable(Exception):
 
 async def open_dead_letters(stack: AsyncExitStack, settings: Settings) -> DeadLetters:
     """The `DeadLetters` for `EVENT_TRANSPORT`, its clients closed with `stack`."""
+    if settings.event_transport == "kafka":
+        from dlq.kafka import KafkaDeadLetters
+
+        dead = KafkaDeadLetters(settings.kafka_bootstrap_servers)
+        stack.push_async_callback(dead.close)
+        return dead
     if settings.event_transport != "sqs":
         raise DeadLettersUnavailable(
             f"Dead-letter tools for EVENT_TRANSPORT={settings.event_transport} are not"

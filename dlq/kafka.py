@@ -1,0 +1,232 @@
+"""`DeadLetters` over Kafka: the `<queue>-dlq` topics the Kafka workers write.
+
+A log cannot delete single records, so the live dead letters of a queue are
+those at or after an operator cursor: the committed offset of the consumer
+group `<queue>-dlq-operator` (nothing ever joins it; the tools commit to it
+directly). Reading never moves the cursor. `purge` moves it to the end.
+`redrive` walks from the cursor to the end offset seen at its start: a
+matching record is re-published to the pipeline's retry topic (due at once,
+first attempt, failure headers dropped), so only that pipeline's group handles
+it again; a record the filter or `--max` leaves out is appended to the
+dead-letter topic again so it stays live. The cursor is committed after each
+record's send, so an interruption can duplicate one record but never lose it.
+Message ids are `partition:offset`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+from consumers.kafka.records import FAILURE_KEYS, RETRY_KEYS, header_map, to_headers
+from consumers.kafka.topics import dlq_topic, retry_topic
+from dlq.ports import DeadMessage, Peek, Progress, RedriveOptions, RedriveResult
+from reconcile.pacing import RateLimiter
+
+FETCH_TIMEOUT_MS: Final = 1000
+# Fetches that may come back empty before a scan gives up on a partition's remaining range.
+EMPTY_FETCHES: Final = 5
+DROPPED_ON_REDRIVE: Final = frozenset({*FAILURE_KEYS, *RETRY_KEYS, "lastErrorType", "sourceOffset"})
+
+
+def cursor_group(queue: str) -> str:
+    return f"{dlq_topic(queue)}-operator"
+
+
+class KafkaDeadLetters:
+    """Implements `dlq.ports.DeadLetters` over Kafka dead-letter topics."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+        self._producer: AIOKafkaProducer | None = None
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+    # -- reading -------------------------------------------------------------------
+
+    async def count(self, queue: str) -> int:
+        async with self._reader(queue) as reader:
+            return sum(end - start for start, end in (await _bounds(reader)).values())
+
+    async def peek(self, queue: str, *, limit: int) -> Peek:
+        async with self._reader(queue) as reader:
+            bounds = await _bounds(reader)
+            depth = sum(end - start for start, end in bounds.values())
+            seen: list[DeadMessage] = []
+            async for tp, message in _scan(reader, bounds):
+                if len(seen) >= limit:
+                    break
+                seen.append(_dead(tp, message))
+        return Peek(tuple(seen), depth, complete=len(seen) >= depth)
+
+    async def get(self, queue: str, message_id: str) -> DeadMessage | None:
+        try:
+            partition, offset = (int(p) for p in message_id.split(":", 1))
+        except ValueError:
+            return None
+        async with self._reader(queue) as reader:
+            bounds = await _bounds(reader)
+            tp = TopicPartition(dlq_topic(queue), partition)
+            start, end = bounds.get(tp, (0, 0))
+            if not start <= offset < end:
+                return None
+            async for found_tp, message in _scan(reader, {tp: (offset, offset + 1)}):
+                return _dead(found_tp, message)
+        return None
+
+    # -- changing ------------------------------------------------------------------
+
+    async def purge(self, queue: str) -> int:
+        async with self._reader(queue) as reader:
+            bounds = await _bounds(reader)
+            await reader.commit({tp: OffsetAndMetadata(end, "") for tp, (_, end) in bounds.items()})
+        return sum(end - start for start, end in bounds.values())
+
+    async def redrive(
+        self, queue: str, options: RedriveOptions, progress: Progress | None = None
+    ) -> RedriveResult:
+        result = RedriveResult("append-to-retry-topic")
+        limiter = RateLimiter(options.rate)
+        producer = await self._open_producer()
+        async with self._reader(queue) as reader:
+            bounds = await _bounds(reader)
+            total = sum(end - start for start, end in bounds.values())
+            async for tp, message in _scan(reader, bounds):
+                await self._redrive_one(producer, queue, message, options, result, limiter)
+                if not options.dry_run:
+                    await reader.commit({tp: OffsetAndMetadata(message.offset + 1, "")})
+                if progress is not None:
+                    progress(result.matched + result.skipped, total)
+        if result.skipped and not options.dry_run:
+            result.notes.append(
+                f"{result.skipped} dead letters were left out and re-appended to stay listed."
+            )
+        return result
+
+    async def _redrive_one(
+        self,
+        producer: AIOKafkaProducer,
+        queue: str,
+        message: Any,
+        options: RedriveOptions,
+        result: RedriveResult,
+        limiter: RateLimiter,
+    ) -> None:
+        headers = header_map(message.headers)
+        wanted = options.event_type in (None, headers.get("eventType"))
+        room = options.max_messages is None or result.matched < options.max_messages
+        if wanted and room:
+            result.matched += 1
+            if not options.dry_run:
+                await limiter.acquire()
+                await _send(producer, retry_topic(queue), message, _redriven(headers))
+                result.moved += 1
+            return
+        result.skipped += 1
+        if not options.dry_run:
+            await _send(producer, dlq_topic(queue), message, to_headers(headers))
+
+    # -- plumbing ------------------------------------------------------------------
+
+    def _reader(self, queue: str) -> _Reader:
+        return _Reader(self._bootstrap, queue)
+
+    async def _open_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all")
+            await producer.start()
+            self._producer = producer
+        return self._producer
+
+
+class _Reader:
+    """A consumer assigned every partition of a dead-letter topic, in the cursor group."""
+
+    def __init__(self, bootstrap: str, queue: str) -> None:
+        self.topic = dlq_topic(queue)
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=cursor_group(queue),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+
+    async def __aenter__(self) -> AIOKafkaConsumer:
+        await self.consumer.start()
+        await self.consumer._client.force_metadata_update()
+        partitions = self.consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            await self.consumer.stop()
+            raise LookupError(
+                f"Dead-letter topic {self.topic!r} does not exist; run `socialpipe queues create`."
+            )
+        self.consumer.assign([TopicPartition(self.topic, p) for p in sorted(partitions)])
+        return self.consumer
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.consumer.stop()
+
+
+async def _bounds(consumer: AIOKafkaConsumer) -> dict[TopicPartition, tuple[int, int]]:
+    """Per partition: (cursor, end offset)."""
+    tps = sorted(consumer.assignment())
+    ends = await consumer.end_offsets(tps)
+    starts = await consumer.beginning_offsets(tps)
+    bounds: dict[TopicPartition, tuple[int, int]] = {}
+    for tp in tps:
+        committed = await consumer.committed(tp)
+        start = max(starts[tp], committed or 0)
+        bounds[tp] = (min(start, ends[tp]), ends[tp])
+    return bounds
+
+
+async def _scan(
+    consumer: AIOKafkaConsumer, bounds: dict[TopicPartition, tuple[int, int]]
+) -> AsyncIterator[tuple[TopicPartition, Any]]:
+    """Records in [start, end) of each partition, partition by partition, in offset order."""
+    for tp, (start, end) in bounds.items():
+        if start >= end:
+            continue
+        consumer.seek(tp, start)
+        position, empty = start, 0
+        while position < end and empty < EMPTY_FETCHES:
+            batch = await consumer.getmany(tp, timeout_ms=FETCH_TIMEOUT_MS, max_records=100)
+            empty = 0 if batch.get(tp) else empty + 1
+            for message in batch.get(tp, []):
+                if message.offset >= end:
+                    return
+                position = message.offset + 1
+                yield tp, message
+
+
+def _dead(tp: TopicPartition, message: Any) -> DeadMessage:
+    headers = header_map(message.headers)
+    try:
+        attempts = int(headers.get("attempts", "1"))
+    except ValueError:
+        attempts = 1
+    sent = datetime.fromtimestamp(message.timestamp / 1000, UTC) if message.timestamp else None
+    return DeadMessage(
+        message_id=f"{tp.partition}:{message.offset}",
+        body=(message.value or b"").decode(errors="replace"),
+        attributes=headers,
+        receive_count=attempts,
+        sent_at=sent,
+    )
+
+
+def _redriven(headers: dict[str, str]) -> list[tuple[str, bytes]]:
+    """Envelope headers only: first attempt, due at once."""
+    return to_headers({k: v for k, v in headers.items() if k not in DROPPED_ON_REDRIVE})
+
+
+async def _send(
+    producer: AIOKafkaProducer, topic: str, message: Any, headers: list[tuple[str, bytes]]
+) -> None:
+    await producer.send_and_wait(topic, message.value, key=message.key, headers=headers)

@@ -270,35 +270,62 @@ class ApiProfiles:
         self.stats.sent += 1
 
 
-async def pump(driver: Driver, loop: OpenLoop, senders: int, batch: int = BATCH) -> None:
-    """Run the open-loop schedule into `senders` tasks that hand due ticks to the driver.
+async def pump(
+    driver: Driver, loop: OpenLoop, senders: int, batch: int = BATCH, linger: float = 0.0
+) -> None:
+    """Run the open-loop schedule into batches that `senders` tasks hand to the driver.
 
-    Ticks that fell due together go out as one batch (up to `batch`), so a driver
-    that falls behind catches up with fewer round trips instead of lagging more.
+    One collector cuts the ticks into batches: a batch goes out when it holds
+    `batch` ticks or `linger` seconds after its first tick fell due, so a driver
+    with many senders still sends full batches (one UPDATE and one PublishBatch
+    per 10 events), and one that falls behind catches up with fewer round trips.
     """
     ticks: asyncio.Queue[Tick | None] = asyncio.Queue()
-    tasks = [asyncio.create_task(_sender(driver, ticks, batch)) for _ in range(senders)]
+    batches: asyncio.Queue[list[Tick] | None] = asyncio.Queue(maxsize=senders)
+    tasks = [asyncio.create_task(_sender(driver, batches)) for _ in range(senders)]
+    collector = asyncio.create_task(_collect(ticks, batches, batch, linger))
     try:
         await loop.run(ticks)
+        await collector
+        for _ in tasks:
+            await batches.put(None)
         await asyncio.gather(*tasks)
     finally:
-        for task in tasks:
+        for task in [collector, *tasks]:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(collector, *tasks, return_exceptions=True)
 
 
-async def _sender(driver: Driver, ticks: asyncio.Queue[Tick | None], size: int) -> None:
-    while True:
-        first = await ticks.get()
-        if first is None:
-            ticks.put_nowait(None)  # the other senders must see the end too
-            return
-        batch = [first]
-        while len(batch) < size and not ticks.empty():
-            nxt = ticks.get_nowait()
+async def _collect(
+    ticks: asyncio.Queue[Tick | None],
+    batches: asyncio.Queue[list[Tick] | None],
+    size: int,
+    linger: float,
+) -> None:
+    while (first := await ticks.get()) is not None:
+        batch, ended = [first], False
+        while len(batch) < size:
+            wait = first.scheduled_at + linger - time.time()
+            if wait <= 0 and ticks.empty():
+                break
+            try:
+                nxt = (
+                    ticks.get_nowait()
+                    if not ticks.empty()
+                    else await asyncio.wait_for(ticks.get(), wait)
+                )
+            except TimeoutError:
+                break
             if nxt is None:
-                ticks.put_nowait(None)
+                ended = True
                 break
             batch.append(nxt)
-        driver.stats.max_lag = max(driver.stats.max_lag, time.time() - first.scheduled_at)
+        await batches.put(batch)
+        if ended:
+            return
+
+
+async def _sender(driver: Driver, batches: asyncio.Queue[list[Tick] | None]) -> None:
+    while (batch := await batches.get()) is not None:
+        driver.stats.max_lag = max(driver.stats.max_lag, time.time() - batch[0].scheduled_at)
         await driver.send(batch)

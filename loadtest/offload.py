@@ -51,6 +51,7 @@ class DriverSpec:
     senders: int
     batch: int
     drain_seconds: float
+    linger: float = 0.0
     probe_interval: float = 0.02
     script: PostScript | None = None
     users: tuple[uuid.UUID, ...] = ()
@@ -112,7 +113,7 @@ async def _child(spec: DriverSpec, inbox: Any, outbox: Any) -> StreamOutcome:
             asyncio.create_task(_report_progress(spec.kind, probe, outbox, stop)),
         ]
         try:
-            await pump(driver, loop, spec.senders, batch=spec.batch)
+            await pump(driver, loop, spec.senders, batch=spec.batch, linger=spec.linger)
         finally:
             stop.set()
             await asyncio.gather(*background, return_exceptions=True)

@@ -9,17 +9,74 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 DIGEST_BYTES = 8
+UUID_BYTES = 16
+
+
+class PackedIds(Sequence[uuid.UUID]):
+    """UUIDs held as their concatenated 16-byte forms; a `uuid.UUID` is built only when read.
+
+    Fan-out moves tens of thousands of ids per post from the Redis cache to the
+    Lua call and needs only their bytes on the way: building a UUID object per
+    target cost the feed worker about a tenth of its time.
+    """
+
+    __slots__ = ("packed",)
+
+    def __init__(self, packed: bytes) -> None:
+        if len(packed) % UUID_BYTES:
+            raise ValueError(f"Packed ids must be a multiple of {UUID_BYTES} bytes long.")
+        self.packed = packed
+
+    def __len__(self) -> int:
+        return len(self.packed) // UUID_BYTES
+
+    @overload
+    def __getitem__(self, index: int) -> uuid.UUID: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> PackedIds: ...
+
+    def __getitem__(self, index: int | slice) -> uuid.UUID | PackedIds:
+        if isinstance(index, slice):
+            return PackedIds(b"".join(self.chunks()[index]))
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            raise IndexError("packed id index out of range")
+        start = position * UUID_BYTES
+        return uuid.UUID(bytes=self.packed[start : start + UUID_BYTES])
+
+    def __iter__(self) -> Iterator[uuid.UUID]:
+        for start in range(0, len(self.packed), UUID_BYTES):
+            yield uuid.UUID(bytes=self.packed[start : start + UUID_BYTES])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PackedIds):
+            return self.packed == other.packed
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"PackedIds({len(self)} ids)"
+
+    def chunks(self) -> list[bytes]:
+        """The ids' 16-byte forms."""
+        raw = self.packed
+        return [raw[i : i + UUID_BYTES] for i in range(0, len(raw), UUID_BYTES)]
 
 
 @dataclass(frozen=True, slots=True)
 class FanoutBatch:
     """Recipients served by one atomic round trip, and the batch's stable digest."""
 
-    recipients: tuple[uuid.UUID, ...]
+    recipients: Sequence[uuid.UUID]
     digest: str
 
 
@@ -53,6 +110,8 @@ def plan_fanout(
     """Recipients deduplicated, the author excluded, sorted, cut into `batch_size` batches."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    if isinstance(connections, PackedIds):
+        return _plan_packed(post_id, author_id, connections, batch_size)
     # Keyed by the 128-bit integer: hashing and sorting ints runs in C, while
     # UUID's own __hash__/__lt__ are Python methods (4x slower on 30k ids).
     by_int = {c.int: c for c in connections}
@@ -70,3 +129,23 @@ def _batch(ints: list[int], by_int: dict[int, uuid.UUID]) -> FanoutBatch:
     packed = b"".join([i.to_bytes(16, "big") for i in ints])
     digest = hashlib.blake2b(packed, digest_size=DIGEST_BYTES).hexdigest()
     return FanoutBatch(recipients=tuple([by_int[i] for i in ints]), digest=digest)
+
+
+def _plan_packed(
+    post_id: uuid.UUID, author_id: uuid.UUID, connections: PackedIds, batch_size: int
+) -> FanoutPlan:
+    # 16-byte big-endian strings sort like the integers, so these batches and
+    # digests equal those of the UUID path; bytes hash and compare in C.
+    unique = set(connections.chunks())
+    unique.discard(author_id.bytes)
+    ordered = sorted(unique)
+    batches = tuple(
+        _packed_batch(b"".join(ordered[start : start + batch_size]))
+        for start in range(0, len(ordered), batch_size)
+    )
+    return FanoutPlan(post_id=post_id, author_id=author_id, batches=batches)
+
+
+def _packed_batch(packed: bytes) -> FanoutBatch:
+    digest = hashlib.blake2b(packed, digest_size=DIGEST_BYTES).hexdigest()
+    return FanoutBatch(recipients=PackedIds(packed), digest=digest)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -94,7 +94,7 @@ class Distributor:
         owner: str,
         careful: bool,
     ) -> None:
-        pending: tuple[uuid.UUID, ...] = batch.recipients
+        pending: Sequence[uuid.UUID] = batch.recipients
         for attempt in range(self._retries + 1):
             if attempt:
                 await asyncio.sleep(self._retry_base * 2 ** (attempt - 1))

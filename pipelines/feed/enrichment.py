@@ -12,6 +12,7 @@ connection is better than no fan-out at all.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 import redis.asyncio as redis
 import structlog
@@ -20,6 +21,7 @@ from contracts.errors import DependencyUnavailable, TransientError
 from contracts.keys import connections_cache_key
 from pipelines.feed.breaker import CircuitBreaker, CircuitOpenError
 from pipelines.feed.ports import ConnectionSource
+from transforms.fanout import PackedIds
 
 log = structlog.get_logger(__name__)
 
@@ -48,10 +50,11 @@ def pack_ids(ids: list[uuid.UUID]) -> bytes:
     return b"".join(i.bytes for i in ids)
 
 
-def unpack_ids(raw: bytes | str) -> list[uuid.UUID]:
+def unpack_ids(raw: bytes | str) -> PackedIds:
+    """The cached ids, still packed: fan-out reads their bytes, not UUID objects."""
     if isinstance(raw, str):  # only with decode_responses=True, which this cache never uses
         raise TypeError("The connections cache needs a Redis client returning bytes.")
-    return [uuid.UUID(bytes=raw[i : i + UUID_BYTES]) for i in range(0, len(raw), UUID_BYTES)]
+    return PackedIds(raw)
 
 
 class ConnectionLookup:
@@ -74,7 +77,7 @@ class ConnectionLookup:
         self._starved = False
         self._store_script = client.register_script(STORE_IF_UNCHANGED)
 
-    async def connections(self, user_id: uuid.UUID) -> list[uuid.UUID]:
+    async def connections(self, user_id: uuid.UUID) -> Sequence[uuid.UUID]:
         """The accepted connections of `user_id`, either direction.
 
         Raises `DependencyUnavailable` when the breaker is open and no stale copy
@@ -126,7 +129,7 @@ class ConnectionLookup:
         self,
         user_id: uuid.UUID,
         exc: Exception,
-    ) -> list[uuid.UUID]:
+    ) -> Sequence[uuid.UUID]:
         stale = await self._redis.get(stale_cache_key(user_id))
         if stale is not None:
             log.warning(

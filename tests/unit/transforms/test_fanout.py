@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from transforms.fanout import batch_digest, plan_fanout
+from transforms.fanout import PackedIds, batch_digest, plan_fanout
 
 POST = uuid.UUID(int=1)
 AUTHOR = uuid.UUID(int=2)
@@ -93,3 +93,20 @@ def test_every_recipient_is_in_exactly_one_batch(connections: list[int], batch_s
     flat = [r for b in plan.batches for r in b.recipients]
     assert sorted(flat) == sorted(set(people) - {AUTHOR})
     assert all(1 <= len(b.recipients) <= batch_size for b in plan.batches)
+
+
+def test_packed_connections_plan_the_same_batches_as_uuids() -> None:
+    # GIVEN 2,500 connections (one repeated, the author among them), as UUIDs and packed
+    people = [uuid.uuid4() for _ in range(2500)]
+    connections = [*people, people[7], AUTHOR]
+    packed = PackedIds(b"".join(p.bytes for p in connections))
+    # WHEN both are planned
+    from_uuids = plan_fanout(POST, AUTHOR, connections, 1000)
+    from_packed = plan_fanout(POST, AUTHOR, packed, 1000)
+    # THEN the batches hold the same recipients in the same order, with the same digests
+    assert [b.digest for b in from_packed.batches] == [b.digest for b in from_uuids.batches]
+    assert [list(b.recipients) for b in from_packed.batches] == [
+        list(b.recipients) for b in from_uuids.batches
+    ]
+    assert from_packed.batches[0].digest == batch_digest(from_packed.batches[0].recipients)
+    assert from_packed.recipient_count == 2500

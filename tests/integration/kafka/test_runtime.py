@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from config.settings import Settings
-from consumers.kafka.topics import dlq_topic
+from consumers.kafka.topics import dlq_topic, retry_topic
 from contracts.events import Envelope
-from contracts.outcomes import ACK, DeadLetter, Outcome
+from contracts.outcomes import ACK, DeadLetter, Outcome, Retry
 from tests.integration.consumers.helpers import ScriptedHandler, wait_until
 from tests.integration.kafka.helpers import post, produce, read_topic, running
 
@@ -54,3 +54,25 @@ async def test_permanent_failure_goes_to_the_dead_letter_topic_with_its_reason(
     assert dead[0].headers["sourceQueue"] == queue
     assert dead[0].headers["eventType"] == "PostCreated"
     assert bad.event_id.hex in dead[0].value.decode().replace("-", "")
+
+
+async def test_transient_failure_is_retried_through_the_retry_topic(
+    kafka_settings: Settings,
+) -> None:
+    # GIVEN a post whose handling fails transiently through every in-process retry
+    # of its first delivery (INPROCESS_RETRIES=3: four calls)
+    async def fails_first(_: Envelope, call: int) -> Outcome:
+        return Retry("TransientError", "redis hiccup") if call <= 4 else ACK
+
+    await produce(kafka_settings, [post()])
+    handler = ScriptedHandler(fails_first)
+    queue = kafka_settings.feed_queue
+    # WHEN the group consumes it
+    async with running(kafka_settings, queue, handler) as consumer:
+        await wait_until(lambda: consumer.settled == 2, within=30)
+    # THEN it went through the retry topic as attempt 2 and was handled, not dead-lettered
+    retried = await read_topic(kafka_settings, retry_topic(queue))
+    assert [r.headers["attempts"] for r in retried] == ["2"]
+    assert retried[0].headers["lastErrorType"] == "TransientError"
+    assert list(handler.calls.values()) == [5]
+    assert await read_topic(kafka_settings, dlq_topic(queue)) == []

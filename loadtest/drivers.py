@@ -48,6 +48,23 @@ class DriverStats:
     first_error: str | None = None
     # Wall-clock lag between a tick falling due and its request starting.
     max_lag: float = 0.0
+    # Where a batch's wall time goes: the database write, then the SNS publishes.
+    batches: int = 0
+    db_seconds: float = 0.0
+    publish_seconds: float = 0.0
+
+    def timed(self, began: float, written: float) -> None:
+        self.batches += 1
+        self.db_seconds += written - began
+        self.publish_seconds += time.monotonic() - written
+
+    def mean_ms(self) -> dict[str, float]:
+        n = max(1, self.batches)
+        return {
+            "batches": self.batches,
+            "db_ms_per_batch": round(1000 * self.db_seconds / n, 1),
+            "publish_ms_per_batch": round(1000 * self.publish_seconds / n, 1),
+        }
 
     def failed(self, count: int, exc: BaseException) -> None:
         self.errors += count
@@ -126,10 +143,13 @@ class DirectPosts:
             envelopes.append(new_envelope(payload, producer="loadtest", occurred_at=at))
             watch.append((post_id, tick.scheduled_at, self.script.feeds[author]))
         try:
+            began = time.monotonic()
             await self.pool.copy_records_to_table(
                 "posts", records=rows, columns=["id", "author_id", "text_content", "created_at"]
             )
+            written = time.monotonic()
             await publish_events(self.sns, self.topic_arn, envelopes)
+            self.stats.timed(began, written)
         except Exception as exc:  # counted and reported; the run goes on
             self.stats.failed(len(ticks), exc)
             return
@@ -168,7 +188,9 @@ class DirectProfiles:
         headlines = [f"{self.rng.choice(_HEADLINES)} #{chosen[u].index}" for u in users]
         ats = [_at(chosen[u]) for u in users]
         try:
+            began = time.monotonic()
             rows = await self.pool.fetch(_UPDATE_SQL, users, headlines, ats)
+            written = time.monotonic()
             envelopes = [
                 new_envelope(
                     UserProfileUpdated(
@@ -181,6 +203,7 @@ class DirectProfiles:
             ]
             chunks = [envelopes[i : i + BATCH] for i in range(0, len(envelopes), BATCH)]
             await asyncio.gather(*(publish_events(self.sns, self.topic_arn, c) for c in chunks))
+            self.stats.timed(began, written)
         except Exception as exc:  # counted and reported; the run goes on
             self.stats.failed(len(ticks), exc)
             return

@@ -116,16 +116,17 @@ class OpenLoop:
 async def poll_until(
     stop: asyncio.Event, poll: Callable[[], Awaitable[None]], interval: float
 ) -> None:
-    """Call `poll` every `interval` until `stop` is set, resting at least as long as it ran.
+    """Call `poll` every `interval` until `stop` is set, resting at least twice as long as it ran.
 
-    Under heavy load a round gets long (thousands of pending checks); resting as
-    long as it took caps the probe at half a core, so measuring does not starve
-    the workers it measures on a small machine. Resolution degrades instead.
+    Under heavy load a round gets long (thousands of pending checks); resting
+    twice as long as it took caps the probe at a third of a core, so measuring
+    does not starve the workers it measures on a small machine. Resolution
+    degrades instead (a sample is late by at most one interval plus a round).
     """
     while not stop.is_set():
         began = time.monotonic()
         await poll()
-        rest = max(interval, time.monotonic() - began)
+        rest = max(interval, 2 * (time.monotonic() - began))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=rest)
 

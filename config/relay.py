@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
-from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -15,6 +12,7 @@ from config.clients import open_sns
 from config.health import serving
 from config.logging import configure_logging
 from config.settings import Settings
+from config.signals import stop_on_signals
 from pipelines.relay.kafka import KafkaPublisher, open_producer
 from pipelines.relay.ports import EventPublisher
 from pipelines.relay.relay import OutboxRelay, RelayOptions
@@ -71,24 +69,8 @@ async def run_relay(
     stop = stop or asyncio.Event()
     async with AsyncExitStack() as stack:
         relay = await build_relay(stack, settings, options=options)
-        with _stop_on_signals(stop.set):
+        with stop_on_signals(stop.set):
             async with serving(
                 settings.metrics_port, host=settings.metrics_host, ready=lambda: relay.ready
             ):
                 await relay.run(stop, burst=burst)
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        # Not possible off the main thread (a relay embedded in a test or the demo).
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop)
-            installed.append(sig)
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import importlib
-import signal
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from typing import Any, Final
 
@@ -16,6 +13,7 @@ from config.clients import open_sqs
 from config.health import serving
 from config.logging import configure_logging
 from config.settings import Settings
+from config.signals import stop_on_signals
 from consumers.runtime import SqsConsumer
 from consumers.topology import queue_url
 from contracts.keys import dlq_name
@@ -119,26 +117,10 @@ async def run_worker(
             refreshing_dlq_depth(sqs, dlq_url=dlq_url, dlq=dlq_name(queue))
         )
         log.info("worker starting", queue=queue, concurrency=in_flight, burst=burst)
-        with _stop_on_signals(consumer.request_stop):
+        with stop_on_signals(consumer.request_stop):
             async with serving(
                 settings.metrics_port, host=settings.metrics_host, ready=lambda: consumer.ready
             ):
                 await consumer.run(burst=burst)
         log.info("worker stopped", queue=queue)
     return 0
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        # Not possible off the main thread (e.g. a worker embedded in a test or the demo).
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop)
-            installed.append(sig)
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)

@@ -15,7 +15,8 @@ import structlog
 from config.health import serving
 from config.logging import configure_logging
 from config.settings import Settings
-from config.worker import _stop_on_signals, build_handler, default_concurrency, pipeline_queue
+from config.signals import stop_on_signals
+from config.worker import build_handler, default_concurrency, pipeline_queue
 from consumers.kafka.consumer import KafkaConsumer
 from consumers.kafka.topics import KafkaUnavailable, declared_topics, open_admin
 from contracts.outcomes import EventHandler
@@ -58,7 +59,7 @@ async def run_kafka_worker(
         chunks = max(1, in_flight // max(1, handler.max_batch))
         consumer = KafkaConsumer(settings, queue_name=queue, handler=handler, concurrency=chunks)
         log.info("worker starting", queue=queue, transport="kafka", burst=burst)
-        with _stop_on_signals(consumer.request_stop):
+        with stop_on_signals(consumer.request_stop):
             async with serving(
                 settings.metrics_port, host=settings.metrics_host, ready=lambda: consumer.ready
             ):

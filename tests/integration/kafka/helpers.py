@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -121,6 +122,30 @@ async def running(
     finally:
         consumer.request_stop()
         await asyncio.wait_for(task, 30)
+
+
+def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment under which a `socialpipe` process sees `settings` (plus `extra`)."""
+    values = {k.upper(): str(v) for k, v in settings.model_dump().items() if v is not None}
+    return {**os.environ, **values, **extra}
+
+
+async def committed_offsets(settings: Settings, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition of `topic` (0 where it never committed)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=group,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        found: dict[int, int] = {}
+        for p in sorted(consumer.partitions_for_topic(topic) or ()):
+            found[p] = await consumer.committed(TopicPartition(topic, p)) or 0
+        return found
+    finally:
+        await consumer.stop()
 
 
 async def wait_until_ready(consumer: KafkaConsumer, *, within: float = 30.0) -> None:

@@ -30,6 +30,8 @@ from reconcile.pacing import RateLimiter
 FETCH_TIMEOUT_MS: Final = 1000
 # Fetches that may come back empty before a scan gives up on a partition's remaining range.
 EMPTY_FETCHES: Final = 5
+END_PROBES: Final = 10
+END_PROBE_TIMEOUT_MS: Final = 200
 DROPPED_ON_REDRIVE: Final = frozenset({*FAILURE_KEYS, *RETRY_KEYS, "lastErrorType", "sourceOffset"})
 
 
@@ -182,8 +184,28 @@ async def _bounds(consumer: AIOKafkaConsumer) -> dict[TopicPartition, tuple[int,
     for tp in tps:
         committed = await consumer.committed(tp)
         start = max(starts[tp], committed or 0)
-        bounds[tp] = (min(start, ends[tp]), ends[tp])
+        end = await _log_end(consumer, tp, ends[tp])
+        bounds[tp] = (min(start, end), end)
     return bounds
+
+
+async def _log_end(consumer: AIOKafkaConsumer, tp: TopicPartition, reported: int) -> int:
+    """The offset after the partition's last record.
+
+    A broker may report a log end one short of a record it has just acknowledged
+    (tansu does, right after a write; the record is fetchable all the same), so
+    read past the reported end until a fetch comes back empty. Bounded: dead
+    letters arrive rarely, and a snapshot only needs what was there when it began.
+    """
+    end = reported
+    for _ in range(END_PROBES):
+        consumer.seek(tp, end)
+        batch = await consumer.getmany(tp, timeout_ms=END_PROBE_TIMEOUT_MS, max_records=100)
+        records = batch.get(tp) or []
+        if not records:
+            break
+        end = records[-1].offset + 1
+    return end
 
 
 async def _scan(

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from config.settings import Settings
 from consumers.backoff import clamp_visibility, visibility_backoff
 from consumers.deleter import BatchDeleter
+from consumers.failure_log import log_failure
 from consumers.invoke import Failed, Verdict
-from consumers.messages import ReceivedMessage, dead_letter_attributes, truncate
+from consumers.messages import ReceivedMessage, dead_letter_attributes
 from consumers.publish import chunked
 from contracts.metrics import MESSAGES_DEAD_LETTERED, MESSAGES_RETRIED
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
-PAYLOAD_LOG_LIMIT: Final = 2000
 
 log = structlog.get_logger("consumers.settle")
 
@@ -110,16 +110,13 @@ class Settler:
                 log.warning("releasing messages failed", errorMessage=str(exc))
 
     def _log(self, message: ReceivedMessage, failure: Failed, event: str, **extra: Any) -> None:
-        final = "retried" not in event
-        (log.error if final else log.warning)(
+        log_failure(
             event,
-            correlationId=message.correlation_id or message.message_id,
+            failure,
+            correlation_id=message.correlation_id or message.message_id,
             queue=self._queue_name,
-            messageId=message.message_id,
-            errorType=failure.error_type,
-            errorMessage=failure.reason,
+            message_id=message.message_id,
             attempts=message.receive_count,
-            stackTrace=failure.stack,
-            eventPayload=truncate(message.body, PAYLOAD_LOG_LIMIT),
+            body=message.body,
             **extra,
         )

@@ -27,10 +27,10 @@ import structlog
 
 from config.settings import Settings
 from consumers.backoff import visibility_backoff
+from consumers.failure_log import log_failure
 from consumers.invoke import Failed, HandlerInvoker, Verdict
 from consumers.kafka.records import Headers, KafkaRecord, dead_letter_headers, retry_headers
 from consumers.kafka.topics import dlq_topic, retry_topic
-from consumers.messages import truncate
 from contracts.errors import PermanentError
 from contracts.events import Envelope, decode_body
 from contracts.metrics import (
@@ -42,7 +42,6 @@ from contracts.metrics import (
 )
 from contracts.outcomes import EventHandler
 
-PAYLOAD_LOG_LIMIT: Final = 2000
 SEND_RETRY_PAUSE: Final = (0.2, 5.0)
 
 log = structlog.get_logger("consumers.kafka")
@@ -283,17 +282,14 @@ class KafkaRunner:
                 await asyncio.sleep(pause)
 
     def _log(self, record: KafkaRecord, failure: Failed, event: str, **extra: object) -> None:
-        final = "retried" not in event
-        (log.error if final else log.warning)(
+        log_failure(
             event,
-            correlationId=record.correlation_id or record.record_id,
+            failure,
+            correlation_id=record.correlation_id or record.record_id,
             queue=self._queue,
-            messageId=record.record_id,
-            errorType=failure.error_type,
-            errorMessage=failure.reason,
+            message_id=record.record_id,
             attempts=record.attempts,
-            stackTrace=failure.stack,
-            eventPayload=truncate(record.body, PAYLOAD_LOG_LIMIT),
+            body=record.body,
             **extra,
         )
 

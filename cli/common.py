@@ -31,6 +31,9 @@ def settings() -> Settings:
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine on uvloop, turning expected failures into exit code 1.
 
+    Ctrl-C cancels the coroutine (its cleanup runs) and exits 130, 128 + SIGINT
+    as shells report an interrupted command, after one "interrupted." line.
+
     Failures inside task groups arrive wrapped in an `ExceptionGroup`; the first
     expected failure inside it is reported, anything else propagates unchanged.
     """

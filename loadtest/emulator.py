@@ -71,6 +71,7 @@ def _fauxqs() -> Iterator[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        start_new_session=True,  # see _moto
     )
     try:
         assert proc.stdout is not None
@@ -91,6 +92,9 @@ def _moto() -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        # Out of our process group: a terminal's Ctrl-C must not stop the emulator
+        # before the workers have drained into it; we stop it last.
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -131,26 +131,39 @@ class ProcessGroup:
         raise ProcessError(f"{child.name} did not become healthy within {START_TIMEOUT:.0f} s.")
 
     async def stop(self, grace: float) -> list[str]:
-        """SIGTERM everyone, wait up to `grace`, then kill; returns who had to be killed."""
+        """SIGTERM everyone, wait up to `grace`, then kill; returns who had to be killed.
+
+        Cancelled while waiting (a second Ctrl-C cancels every task), it kills
+        whoever is still draining before it gives way, so no child outlives us.
+        """
         running = [c for c in self.children if c.proc and c.proc.returncode is None]
         for child in running:
-            with contextlib.suppress(ProcessLookupError):
-                assert child.proc is not None
-                child.proc.send_signal(signal.SIGTERM)
+            self._signal(child, signal.SIGTERM)
         killed: list[str] = []
-        for child in running:
-            assert child.proc is not None
-            try:
-                await asyncio.wait_for(child.proc.wait(), timeout=grace)
-            except TimeoutError:
-                killed.append(child.name)
-                with contextlib.suppress(ProcessLookupError):
-                    child.proc.kill()
-                await child.proc.wait()
-        for child in self.children:
-            if child.log:
-                child.log.close()
+        try:
+            for child in running:
+                assert child.proc is not None
+                try:
+                    await asyncio.wait_for(child.proc.wait(), timeout=grace)
+                except TimeoutError:
+                    killed.append(child.name)
+                    self._signal(child, signal.SIGKILL)
+                    await child.proc.wait()
+        except asyncio.CancelledError:
+            for child in running:
+                self._signal(child, signal.SIGKILL)
+            raise
+        finally:
+            for child in self.children:
+                if child.log:
+                    child.log.close()
         return killed
+
+    @staticmethod
+    def _signal(child: Child, signum: int) -> None:
+        if child.proc is not None and child.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.send_signal(signum)
 
     def pids(self, prefix: str = "") -> list[int]:
         return [c.proc.pid for c in self.children if c.proc and c.name.startswith(prefix)]

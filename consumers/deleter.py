@@ -16,12 +16,15 @@ if TYPE_CHECKING:
 
 BATCH: Final = 10
 FLUSH_AFTER_SECONDS: Final = 0.05
+# Delete calls in flight at once: one round trip at a time caps a worker at
+# 10 acks per round trip, which a loaded machine (30 ms trips) makes ~300/s.
+IN_FLIGHT: Final = 4
 
 log = structlog.get_logger("consumers.deleter")
 
 
 class BatchDeleter:
-    """Collects acks and deletes them in batches, flushed within ~50 ms.
+    """Collects acks and deletes them in batches, flushed within ~50 ms, a few at once.
 
     Entries SQS reports as failed are retried once; what still fails is logged
     and comes back after its visibility timeout (the handlers are idempotent).
@@ -36,6 +39,8 @@ class BatchDeleter:
         self._pending: asyncio.Queue[ReceivedMessage | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._busy = 0
+        self._room = asyncio.Semaphore(IN_FLIGHT)
+        self._sending: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"deleter-{self._queue_name}")
@@ -61,16 +66,28 @@ class BatchDeleter:
         while not closing:
             first = await self._pending.get()
             if first is None:
-                return
+                break
             batch = [first]
             closing = await self._fill(
                 batch, asyncio.get_running_loop().time() + FLUSH_AFTER_SECONDS
             )
             self._busy += 1  # the batch is in hand: not idle until it is sent
             try:
-                await asyncio.shield(self._flush(batch))
-            finally:
+                await self._room.acquire()
+            except BaseException:
                 self._busy -= 1
+                raise
+            task = asyncio.create_task(self._send(batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        await asyncio.gather(*self._sending)
+
+    async def _send(self, batch: list[ReceivedMessage]) -> None:
+        try:
+            await self._flush(batch)
+        finally:
+            self._busy -= 1
+            self._room.release()
 
     async def _fill(self, batch: list[ReceivedMessage], deadline: float) -> bool:
         """Add acks arriving before `deadline` (up to a full batch). True once closing."""

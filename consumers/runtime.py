@@ -59,8 +59,12 @@ class SqsConsumer:
         self._queue_url = queue_url
         self._handler = handler
         self._settings = settings
+        max_batch = max(1, handler.max_batch)
         self._slots = asyncio.Semaphore(concurrency)
-        self._prefetch = asyncio.Semaphore(RECEIVE_MAX * settings.pollers)
+        # Chunks run at once: while they all work, the buffer fills, so the next
+        # chunk is larger and a busy worker pays its per-batch costs less often.
+        self._chunks = asyncio.Semaphore(max(1, concurrency // max_batch))
+        self._prefetch = asyncio.Semaphore(max(RECEIVE_MAX * settings.pollers, max_batch))
         self._buffer: asyncio.Queue[ReceivedMessage] = asyncio.Queue()
         self._unsettled: dict[str, ReceivedMessage] = {}
         self._running: set[asyncio.Task[None]] = set()
@@ -144,12 +148,20 @@ class SqsConsumer:
             self._paused -= 1
 
     async def _reserve(self) -> int:
-        """Wait for room for one message in the buffer, then take what else is free (up to 10)."""
-        await self._prefetch.acquire()
-        taken = 1
-        while taken < RECEIVE_MAX and not self._prefetch.locked():
-            await self._prefetch.acquire()
-            taken += 1
+        """Wait for room for a full receive (10 messages) in the buffer.
+
+        Taking only what is free would, on a busy worker, make each receive ask
+        for the one or two places just freed: many round trips, each costing as
+        much CPU as a full one.
+        """
+        taken = 0
+        try:
+            while taken < RECEIVE_MAX:
+                await self._prefetch.acquire()
+                taken += 1
+        except BaseException:
+            self._release_prefetch(taken)
+            raise
         return taken
 
     def _release_prefetch(self, count: int) -> None:
@@ -211,11 +223,17 @@ class SqsConsumer:
 
     async def _next_chunk(self, max_batch: int) -> list[ReceivedMessage]:
         """The next message, plus those already buffered while permits are free."""
-        await self._slots.acquire()
+        await self._chunks.acquire()
+        try:
+            await self._slots.acquire()
+        except asyncio.CancelledError:
+            self._chunks.release()
+            raise
         try:
             chunk = [await self._buffer.get()]
         except asyncio.CancelledError:
             self._slots.release()
+            self._chunks.release()
             raise
         while len(chunk) < max_batch and not self._buffer.empty() and not self._slots.locked():
             await self._slots.acquire()
@@ -237,6 +255,7 @@ class SqsConsumer:
             self._forget(chunk)
         finally:
             IN_FLIGHT.labels(self._queue_name).dec(len(chunk))
+            self._chunks.release()
 
     async def _decode(
         self, chunk: Sequence[ReceivedMessage]

@@ -79,7 +79,7 @@ class SearchHandler:
     """`EventHandler` of the `search-indexing` queue."""
 
     name = "search"
-    max_batch = 10
+    max_batch = 100
 
     def __init__(self, load: ProfileLoader, index: SearchIndex, *, ready_poll: float = 1.0) -> None:
         self.load = load

@@ -321,3 +321,54 @@ async def test_several_pollers_handle_every_message(sqs: Any, topo: Topology, aw
     # THEN every event was handled (at least once: moto may hand one to two pollers)
     assert set(handler.done) == {e.event_id for e in events}
     assert await depth(sqs, topo.queue_url(FEED)) == 0
+
+
+class _CountingSqs:
+    """The real client, with every receive's MaxNumberOfMessages recorded."""
+
+    def __init__(self, sqs: Any) -> None:
+        self._sqs = sqs
+        self.asked: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sqs, name)
+
+    async def receive_message(self, **kwargs: Any) -> Any:
+        self.asked.append(kwargs["MaxNumberOfMessages"])
+        return await self._sqs.receive_message(**kwargs)
+
+
+async def test_a_busy_handler_gets_the_backlog_in_large_chunks_from_full_receives(
+    sqs: Any, settings: Settings, topo: Topology
+) -> None:
+    # GIVEN 60 queued events and a handler taking up to 50 at once, two chunks at a time
+    events = [post_created() for _ in range(60)]
+    await _send(sqs, topo, *events)
+    release = asyncio.Event()
+
+    async def held(_: Envelope, __: int) -> Outcome:
+        await release.wait()
+        return ACK
+
+    handler = ScriptedHandler(held, max_batch=50)
+    counting = _CountingSqs(sqs)
+    consumer = make_consumer(counting, settings, topo, handler, concurrency=100)
+    run = asyncio.create_task(consumer.run(burst=True))
+    # WHEN both running chunks are held until everything has been received
+    await wait_until(lambda: len(handler.batch_sizes) == 2)
+    url = topo.queue_url(FEED)
+    for _ in range(200):
+        got = await sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+        )
+        if int(got["Attributes"]["ApproximateNumberOfMessagesNotVisible"]) == 60:
+            break
+        await asyncio.sleep(0.02)
+    release.set()
+    await asyncio.wait_for(run, 30)
+    # THEN what piled up meanwhile came as one chunk of several receives, and every
+    # receive asked for a full ten
+    assert sorted(str(e) for e in handler.done) == sorted(str(e.event_id) for e in events)
+    assert len(handler.batch_sizes) == 3
+    assert handler.batch_sizes[2] == 60 - sum(handler.batch_sizes[:2]) > 10
+    assert set(counting.asked) == {10}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from contracts.keys import feed_key
+from contracts.keys import fanout_marker_key, feed_key
 
 Clock = Callable[[], float]
 
@@ -132,6 +132,15 @@ async def poll_until(
 
 
 SMALL_FANOUT = 16
+# Fields of a fan-out marker that are not batch digests (see pipelines/feed/fanout.lua).
+MARKER_BOOKKEEPING = frozenset({b"owner", b"shared"})
+# How often the drain looks for posts trimmed out of a feed before a probe saw them.
+SETTLE_INTERVAL = 1.0
+
+
+def fanout_batches(targets: int, batch_size: int) -> int:
+    """How many atomic fan-out batches (and so marker digests) `targets` recipients make."""
+    return math.ceil(targets / batch_size)
 
 
 def probe_targets(targets: Sequence[uuid.UUID], batch_size: int = 1000) -> tuple[uuid.UUID, ...]:
@@ -158,6 +167,8 @@ class _Pending:
     post_id: str
     occurred_at: float
     feeds: list[str]
+    # Fan-out batches the post's targets make; None when the watcher did not say.
+    batches: int | None = None
 
 
 class FeedProbe:
@@ -165,6 +176,11 @@ class FeedProbe:
 
     One task polls everything pending in a single pipelined round per interval,
     so probing costs one Redis round trip per interval, not one per post.
+
+    A feed keeps only its newest `feed_max_length` posts, so under overload a
+    post can be pushed and trimmed away again before a late probe looks: its
+    latency is unknown, but it was not lost. `settle_trimmed` tells those apart
+    (counted in `trimmed`) from posts that never became visible.
     """
 
     def __init__(
@@ -174,11 +190,14 @@ class FeedProbe:
         interval: float = 0.01,
         clock: Clock = time.time,
         batch_size: int = 1000,
+        feed_max_length: int | None = None,
     ) -> None:
         self.redis = redis
         self.interval = interval
         self.clock = clock
         self.batch_size = batch_size
+        # The workers' FEED_MAX_LENGTH; unknown (None), no post counts as trimmed.
+        self.feed_max_length = feed_max_length
         self.pending: dict[str, _Pending] = {}
         self.latencies: list[float] = []
         # (occurredAt, latency) pairs, in the order they became visible.
@@ -187,21 +206,34 @@ class FeedProbe:
         self.feeds_checked = 0
         # Every post offered, visible or not (their fan-out markers are cleaned up after a run).
         self.posts: list[uuid.UUID] = []
+        # Posts pushed into a watched feed and trimmed out of it before a probe saw them.
+        self.trimmed = 0
 
     def watch(self, post_id: uuid.UUID, occurred_at: float, targets: Sequence[uuid.UUID]) -> None:
         """Start watching a post; a post with no targets has nothing to become visible."""
-        self.watch_feeds(
-            post_id, occurred_at, [feed_key(t) for t in probe_targets(targets, self.batch_size)]
-        )
+        feeds = [feed_key(t) for t in probe_targets(targets, self.batch_size)]
+        batches = fanout_batches(len(set(targets)), self.batch_size)
+        self.watch_feeds(post_id, occurred_at, feeds, batches=batches)
 
-    def watch_feeds(self, post_id: uuid.UUID, occurred_at: float, feeds: Sequence[str]) -> None:
-        """Start watching a post in feeds already chosen by `probe_targets`."""
+    def watch_feeds(
+        self,
+        post_id: uuid.UUID,
+        occurred_at: float,
+        feeds: Sequence[str],
+        *,
+        batches: int | None = None,
+    ) -> None:
+        """Start watching a post in feeds already chosen by `probe_targets`.
+
+        `batches` is how many fan-out batches its targets make (`fanout_batches`);
+        without it the post can never be shown trimmed, only seen or missed.
+        """
         self.posts.append(post_id)
         if not feeds:
             return
         self.watched += 1
         self.feeds_checked += len(feeds)
-        self.pending[str(post_id)] = _Pending(str(post_id), occurred_at, list(feeds))
+        self.pending[str(post_id)] = _Pending(str(post_id), occurred_at, list(feeds), batches)
 
     async def poll_once(self) -> None:
         """One pipelined round: record every post now visible in all of its watched feeds."""
@@ -226,9 +258,80 @@ class FeedProbe:
         await poll_until(stop, self.poll_once, self.interval)
 
     async def drain(self, deadline_seconds: float) -> int:
-        """Keep polling until nothing is pending or the deadline passes; returns posts missed."""
+        """Keep polling until nothing is pending or the deadline passes; returns posts missed.
+
+        Once a second, posts trimmed before they were seen stop being waited for
+        (see `settle_trimmed`); what is still pending at the deadline was never
+        visible.
+        """
         end = time.monotonic() + deadline_seconds
+        settle_at = 0.0
         while self.pending and time.monotonic() < end:
             await self.poll_once()
+            if time.monotonic() >= settle_at:
+                await self.settle_trimmed()
+                settle_at = time.monotonic() + SETTLE_INTERVAL
             await asyncio.sleep(self.interval)
         return len(self.pending)
+
+    async def settle_trimmed(self) -> int:
+        """Stop waiting for posts provably trimmed before seen; returns how many there were.
+
+        The rule: the post's fan-out marker holds a digest for every batch its
+        targets make, and each watched feed still missing it is full
+        (LLEN >= FEED_MAX_LENGTH). A digest is written by the same atomic Lua
+        call that pushes the post into every feed of its batch, so a complete
+        marker proves the post was pushed into each watched feed; absent now,
+        it can only have been trimmed off the tail, which happens only to a full
+        feed. A post missing from a feed that is not full, or whose fan-out is
+        not complete, stays pending: if the drain ends so, it never became
+        visible. Comparing the post with the oldest kept entry instead (by
+        `created_at`) would not do: fan-out pushes in the order workers process
+        events, not in creation order, and a post that was never pushed leaves
+        the same feed behind as one that was trimmed. This assumes the workers
+        cut batches with the probe's `batch_size` (FANOUT_BATCH_SIZE), as
+        `probe_targets` does.
+        """
+        if self.feed_max_length is None:
+            return 0
+        complete = await self._fanned_out([p for p in self.pending.values() if p.batches])
+        trimmed = await self._gone_from_full_feeds(complete, self.feed_max_length)
+        for post_id in trimmed:
+            del self.pending[post_id]
+        self.trimmed += len(trimmed)
+        return len(trimmed)
+
+    async def _gone_from_full_feeds(self, posts: list[_Pending], max_length: int) -> list[str]:
+        """Posts absent from every watched feed they still miss, each of them full.
+
+        One MULTI, so each feed's presence and length are read at the same instant.
+        """
+        if not posts:
+            return []
+        checks = [(p, feed) for p in posts for feed in p.feeds]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for pending, feed in checks:
+                pipe.lpos(feed, pending.post_id)
+                pipe.llen(feed)
+            replies = await pipe.execute()
+        gone: dict[str, bool] = {}
+        for (pending, _feed), position, length in zip(
+            checks, replies[::2], replies[1::2], strict=True
+        ):
+            trimmed_here = position is None and length >= max_length
+            gone[pending.post_id] = gone.get(pending.post_id, True) and trimmed_here
+        return [post_id for post_id, all_gone in gone.items() if all_gone]
+
+    async def _fanned_out(self, candidates: list[_Pending]) -> list[_Pending]:
+        """The candidates whose fan-out marker says every batch is done."""
+        if not candidates:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for pending in candidates:
+                pipe.hkeys(fanout_marker_key(pending.post_id))
+            fields = await pipe.execute()
+        return [
+            p
+            for p, names in zip(candidates, fields, strict=True)
+            if p.batches is not None and len(set(names) - MARKER_BOOKKEEPING) >= p.batches
+        ]

@@ -7,7 +7,14 @@ import uuid
 
 import pytest
 
-from loadtest.latency import OpenLoop, Tick, percentile, probe_targets, summarize
+from loadtest.latency import (
+    OpenLoop,
+    Tick,
+    fanout_batches,
+    percentile,
+    probe_targets,
+    summarize,
+)
 
 
 def test_percentiles_use_nearest_rank() -> None:
@@ -87,3 +94,8 @@ def test_probe_targets_of_few_or_no_connections() -> None:
     one = uuid.uuid4()
     assert probe_targets([one, one]) == (one,)
     assert probe_targets([]) == ()
+
+
+def test_fanout_batches_count_a_partial_last_batch() -> None:
+    # the marker of a post holds one digest per batch: 2,500 targets in 1,000s make three
+    assert [fanout_batches(n, 1000) for n in (1, 1000, 1001, 2000, 2500)] == [1, 1, 2, 2, 3]

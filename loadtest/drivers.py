@@ -1,10 +1,11 @@
 """Load drivers: turn due ticks into posts and profile updates, and tell the probes.
 
 Two ways in. `Direct*` drivers write the source rows and publish the events
-themselves (rows by COPY/UPDATE, events by SNS PublishBatch), so the driver is
-cheap enough to offer 20x the seed's load on a small machine. `Api*` drivers go
-through the GraphQL API over HTTP with bearer tokens, so the whole chain runs:
-API → outbox → relay → SNS → SQS → worker → read model.
+themselves (rows by COPY/UPDATE, events through an `EventSink`: SNS
+PublishBatch or keyed Kafka records), so the driver is cheap enough to offer
+20x the seed's load on a small machine. `Api*` drivers go through the GraphQL
+API over HTTP with bearer tokens, so the whole chain runs: API → outbox →
+relay → SNS/SQS or Kafka → worker → read model.
 
 Every driver measures from the tick's scheduled time, which is the event's
 `occurredAt` for direct drivers and the moment the request was due for API
@@ -20,20 +21,17 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import aiohttp
 import asyncpg
 
-from consumers.publish import publish_events
-from contracts.events import PostCreated, UserProfileUpdated, new_envelope
+from contracts.events import Envelope, PostCreated, UserProfileUpdated, new_envelope
 from contracts.keys import feed_key
 from loadtest.graph import SocialGraph
 from loadtest.latency import FeedProbe, OpenLoop, Tick, probe_targets
 from loadtest.search_probe import SearchProbe
-
-if TYPE_CHECKING:
-    from types_aiobotocore_sns import SNSClient
+from loadtest.sinks import EventSink, Keyed
 
 BATCH = 10
 _HEADLINES = ("Engineer", "Staff Engineer", "Engineering Manager", "Architect", "Consultant")
@@ -48,7 +46,7 @@ class DriverStats:
     first_error: str | None = None
     # Wall-clock lag between a tick falling due and its request starting.
     max_lag: float = 0.0
-    # Where a batch's wall time goes: the database write, then the SNS publishes.
+    # Where a batch's wall time goes: the database write, then the publishes.
     batches: int = 0
     db_seconds: float = 0.0
     publish_seconds: float = 0.0
@@ -124,23 +122,23 @@ class PostScript:
 
 @dataclass
 class DirectPosts:
-    """Posts as COPY into `posts` plus PostCreated on the SNS topic."""
+    """Posts as COPY into `posts` plus PostCreated on the bus, keyed by author."""
 
     pool: asyncpg.Pool
-    sns: SNSClient
-    topic_arn: str
+    sink: EventSink
     script: PostScript
     probe: FeedProbe
     stats: DriverStats = field(default_factory=DriverStats)
 
     async def send(self, ticks: Sequence[Tick]) -> None:
-        rows, envelopes, watch = [], [], []
+        rows, watch = [], []
+        events: list[Keyed] = []
         for tick in ticks:
             author = self.script.authors[tick.index % len(self.script.authors)]
             post_id, at = uuid.uuid4(), _at(tick)
             rows.append((post_id, author, f"Load post {tick.index}", at))
             payload = PostCreated(post_id=post_id, author_id=author, created_at=at)
-            envelopes.append(new_envelope(payload, producer="loadtest", occurred_at=at))
+            events.append((new_envelope(payload, producer="loadtest", occurred_at=at), author))
             watch.append((post_id, tick.scheduled_at, self.script.feeds[author]))
         try:
             began = time.monotonic()
@@ -148,7 +146,7 @@ class DirectPosts:
                 "posts", records=rows, columns=["id", "author_id", "text_content", "created_at"]
             )
             written = time.monotonic()
-            await publish_events(self.sns, self.topic_arn, envelopes)
+            await self.sink.publish(events)
             self.stats.timed(began, written)
         except Exception as exc:  # counted and reported; the run goes on
             self.stats.failed(len(ticks), exc)
@@ -171,8 +169,7 @@ class DirectProfiles:
     """Profile edits as one UPDATE per batch plus UserProfileUpdated with the new version."""
 
     pool: asyncpg.Pool
-    sns: SNSClient
-    topic_arn: str
+    sink: EventSink
     users: Sequence[uuid.UUID]
     probe: SearchProbe
     rng: random.Random
@@ -193,18 +190,8 @@ class DirectProfiles:
             began = time.monotonic()
             rows = await self.pool.fetch(_UPDATE_SQL, users, headlines, ats)
             written = time.monotonic()
-            envelopes = [
-                new_envelope(
-                    UserProfileUpdated(
-                        user_id=r["user_id"], updated_at=r["updated_at"], version=r["version"]
-                    ),
-                    producer="loadtest",
-                    occurred_at=_at(chosen[r["user_id"]]),
-                )
-                for r in rows
-            ]
-            chunks = [envelopes[i : i + BATCH] for i in range(0, len(envelopes), BATCH)]
-            await asyncio.gather(*(publish_events(self.sns, self.topic_arn, c) for c in chunks))
+            events = [(_profile_updated(r, chosen[r["user_id"]]), r["user_id"]) for r in rows]
+            await self.sink.publish(events)
             self.stats.timed(began, written)
         except Exception as exc:  # counted and reported; the run goes on
             self.stats.failed(len(ticks), exc)
@@ -212,6 +199,13 @@ class DirectProfiles:
         for r in rows:
             self.probe.watch(r["user_id"], int(r["version"]), chosen[r["user_id"]].scheduled_at)
         self.stats.sent += len(rows)
+
+
+def _profile_updated(row: asyncpg.Record, tick: Tick) -> Envelope:
+    payload = UserProfileUpdated(
+        user_id=row["user_id"], updated_at=row["updated_at"], version=row["version"]
+    )
+    return new_envelope(payload, producer="loadtest", occurred_at=_at(tick))
 
 
 class GraphQLError(Exception):

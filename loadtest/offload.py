@@ -4,7 +4,8 @@ One Python process could not offer 20x the seed's load and watch it too: signing
 SNS requests, building rows and polling Redis all compete for one interpreter,
 and the schedule slipped by tens of seconds. So each stream gets its own
 process (spawned, so nothing of the parent's event loop or sockets is shared)
-with its own database pool, SNS client, Redis client and probe. The parent
+with its own database pool, event sink (SNS client or Kafka producer), Redis
+client and probe. The parent
 keeps the graph: it hands the post process a `PostScript` (authors in tick
 order and the feeds that prove each visible), so the child needs no graph.
 
@@ -27,11 +28,12 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from config.clients import open_redis, open_sns
+from config.clients import open_redis
 from config.settings import Settings
 from loadtest.drivers import DirectPosts, DirectProfiles, Driver, DriverStats, PostScript, pump
 from loadtest.latency import FeedProbe, OpenLoop, summarize
 from loadtest.search_probe import PostgresVersions, SearchProbe
+from loadtest.sinks import EventSink, open_sink
 from store.db import create_pool
 
 Kind = Literal["posts", "profiles"]
@@ -45,7 +47,8 @@ class DriverSpec:
 
     kind: Kind
     settings: Settings
-    topic_arn: str
+    # The SNS topic to publish to; None on Kafka (the settings name the events topic).
+    topic_arn: str | None
     rate_per_second: float
     seconds: float
     senders: int
@@ -101,8 +104,10 @@ async def _child(spec: DriverSpec, inbox: Any, outbox: Any) -> StreamOutcome:
     async with AsyncExitStack() as stack:
         pool = await create_pool(settings.database_url, min_size=2, max_size=spec.senders + 2)
         stack.push_async_callback(pool.close)
-        sns = await open_sns(stack, settings, pool=4 * spec.senders)
-        driver, probe = await _driver(stack, spec, pool, sns)
+        sink = await open_sink(
+            stack, settings, topic_arn=spec.topic_arn, connections=4 * spec.senders
+        )
+        driver, probe = await _driver(stack, spec, pool, sink)
         outbox.put(("ready", spec.kind, None))
         start_at = await asyncio.to_thread(inbox.get)
         await asyncio.sleep(max(0.0, start_at - time.time()))
@@ -131,16 +136,16 @@ async def _child(spec: DriverSpec, inbox: Any, outbox: Any) -> StreamOutcome:
 
 
 async def _driver(
-    stack: AsyncExitStack, spec: DriverSpec, pool: Any, sns: Any
+    stack: AsyncExitStack, spec: DriverSpec, pool: Any, sink: EventSink
 ) -> tuple[Driver, FeedProbe | SearchProbe]:
     if spec.kind == "posts":
         assert spec.script is not None
         redis = await open_redis(stack, spec.settings, max_connections=4)
         feeds = FeedProbe(redis, interval=spec.probe_interval)
-        return DirectPosts(pool, sns, spec.topic_arn, spec.script, feeds), feeds
+        return DirectPosts(pool, sink, spec.script, feeds), feeds
     search = SearchProbe(PostgresVersions(pool), interval=spec.probe_interval)
     rng = random.Random(spec.seed)
-    return DirectProfiles(pool, sns, spec.topic_arn, spec.users, search, rng), search
+    return DirectProfiles(pool, sink, spec.users, search, rng), search
 
 
 async def _report_progress(

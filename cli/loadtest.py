@@ -7,17 +7,21 @@ import sys
 from collections.abc import Callable, Coroutine
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 import typer
+from aiokafka.errors import KafkaError
 from botocore.exceptions import BotoCoreError, ClientError
 from redis.exceptions import RedisError
 from rich.console import Console
 
 from cli.common import fail, run, settings
 from config.logging import configure_logging
+from consumers.kafka.topics import KafkaUnavailable
 from contracts.errors import TransientError
+from loadtest.broker import BrokerError
+from loadtest.bus import BusError
 from loadtest.emulator import EmulatorError
 from loadtest.graph import LOADTEST_SHAPE, GraphShape
 from loadtest.processes import ProcessError
@@ -31,6 +35,31 @@ class EmulatorChoice(StrEnum):
     moto = "moto"
     auto = "auto"
     none = "none"
+
+
+class TransportChoice(StrEnum):
+    sqs = "sqs"
+    kafka = "kafka"
+
+
+class BrokerChoice(StrEnum):
+    tansu = "tansu"
+    none = "none"
+
+
+class OptionMismatch(ValueError):
+    """An option that the chosen transport does not use; the message says which."""
+
+
+def bus_choices(
+    transport: TransportChoice, emulator: EmulatorChoice | None, broker: BrokerChoice | None
+) -> tuple[EmulatorChoice, BrokerChoice]:
+    """The emulator and broker of a run, refusing the one its transport does not use."""
+    if transport == TransportChoice.kafka and emulator is not None:
+        raise OptionMismatch("--emulator is for --transport sqs; Kafka runs take --broker.")
+    if transport == TransportChoice.sqs and broker is not None:
+        raise OptionMismatch("--broker is for --transport kafka; SQS runs take --emulator.")
+    return emulator or EmulatorChoice.fauxqs, broker or BrokerChoice.tansu
 
 
 def loadtest(
@@ -67,12 +96,29 @@ def loadtest(
     attach: bool = typer.Option(
         False,
         "--attach",
-        help="Use workers already running against this database, Redis and AWS_ENDPOINT_URL.",
+        help="Use workers already running against this database, Redis and the bus"
+        " (AWS_ENDPOINT_URL, or KAFKA_BOOTSTRAP_SERVERS with --transport kafka).",
     ),
-    emulator: EmulatorChoice = typer.Option(
-        EmulatorChoice.fauxqs,
+    transport: TransportChoice | None = typer.Option(
+        None,
+        "--transport",
+        help="Event bus: sqs (SNS/SQS) or kafka (events topic, consumer groups)."
+        " Default: EVENT_TRANSPORT (sqs unless set).",
+        show_default=False,
+    ),
+    emulator: EmulatorChoice | None = typer.Option(
+        None,
         "--emulator",
-        help="SQS/SNS emulator to start on loopback; none uses AWS_ENDPOINT_URL (or AWS).",
+        help="SQS/SNS emulator to start on loopback (default fauxqs); none uses"
+        " AWS_ENDPOINT_URL (or AWS). SQS only.",
+        show_default=False,
+    ),
+    broker: BrokerChoice | None = typer.Option(
+        None,
+        "--broker",
+        help="Kafka broker: tansu (default) starts one on a free loopback port; none uses"
+        " KAFKA_BOOTSTRAP_SERVERS. Kafka only.",
+        show_default=False,
     ),
     through_api: bool = typer.Option(
         False, "--through-api", help="Drive the load through the GraphQL API and the relay."
@@ -101,6 +147,11 @@ def loadtest(
     """
     cfg = settings()
     configure_logging("loadtest", "WARNING")
+    bus = transport or TransportChoice(cfg.event_transport)
+    try:
+        emulator, broker = bus_choices(bus, emulator, broker)
+    except OptionMismatch as exc:
+        fail(str(exc), code=2)
     hubs = tuple(int(x) for x in hub_connections.split(",") if x.strip())
     options = LoadOptions(
         users=users,
@@ -114,7 +165,9 @@ def loadtest(
         workers=workers,
         concurrency=concurrency,
         attach=attach,
+        transport=bus.value,
         emulator=emulator.value,
+        broker=broker.value,
         mode="api" if through_api else "direct",
         notifications_workers=1 if through_api else 0,
         slo_feed_p95=slo_feed_p95,
@@ -128,13 +181,44 @@ def loadtest(
     console = Console(stderr=True)
     if not json_only:
         console.print(
-            f"[bold]socialpipe loadtest[/]: {users} users, {posts_per_minute:g} posts/min, "
+            f"[bold]socialpipe loadtest[/] over {bus.value}: {users} users, "
+            f"{posts_per_minute:g} posts/min, "
             f"{profile_updates_per_second:g} profile updates/s, {warmup:g}+{duration:g} s, "
             f"{'attached workers' if attach else f'{workers} worker(s) per pipeline'} …"
         )
     report = execute(console, lambda progress: run_loadtest(cfg, options, progress=progress))
     emit(report, out, json_only)
     verdict(report)
+
+
+# Failures a load run expects (a service down, a child that did not start): their
+# message is already one sentence.
+SENTENCES: Final = (
+    EmulatorError,
+    BrokerError,
+    BusError,
+    ProcessError,
+    MigrationError,
+    asyncpg.PostgresError,
+    TransientError,
+)
+
+
+def failure_sentence(exc: Exception) -> str | None:
+    """One sentence for an expected failure of a run, or None for a bug that should surface."""
+    if isinstance(exc, SENTENCES):
+        return str(exc)
+    if isinstance(exc, KafkaUnavailable):
+        return f"{exc}."
+    if isinstance(exc, KafkaError):
+        return f"Kafka refused a request ({exc})."
+    if isinstance(exc, RedisError):
+        return f"Redis at REDIS_URL failed: {exc}"
+    if isinstance(exc, ClientError):
+        return f"SQS/SNS refused a request: {exc.response.get('Error', {}).get('Message', exc)}."
+    if isinstance(exc, BotoCoreError):
+        return f"cannot reach SQS/SNS ({exc})."
+    return None
 
 
 def execute(
@@ -150,16 +234,11 @@ def execute(
 
     try:
         report = run(runner(progress))
-    except (EmulatorError, ProcessError, MigrationError, asyncpg.PostgresError) as exc:
-        fail(str(exc))
-    except TransientError as exc:
-        fail(str(exc))
-    except RedisError as exc:
-        fail(f"Redis at REDIS_URL failed: {exc}")
-    except ClientError as exc:
-        fail(f"SQS/SNS refused a request: {exc.response.get('Error', {}).get('Message', exc)}.")
-    except BotoCoreError as exc:
-        fail(f"cannot reach SQS/SNS ({exc}).")
+    except Exception as exc:
+        sentence = failure_sentence(exc)
+        if sentence is None:
+            raise
+        fail(sentence)
     finally:
         if live:
             sys.stderr.write("\n")
@@ -173,7 +252,7 @@ def emit(report: LoadReport, out: Path, json_only: bool, key: str = "loadtest") 
     (out / f"last-{key}.json").write_text(json.dumps(full, indent=1))
     if not json_only:
         console = Console()
-        console.print(report_table(report, f"socialpipe {key}"))
+        console.print(report_table(report, f"socialpipe {key} over {report.transport}"))
         for line in summary_lines(report):
             console.print(line)
         for line in report.notes:

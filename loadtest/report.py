@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from rich.table import Table
 
@@ -86,6 +86,15 @@ def stream_result(
     )
 
 
+# What waits on the bus: queue depth on SQS, consumer lag on Kafka.
+BACKLOG_KEYS: Final = {"sqs": "backlog", "kafka": "consumer_lag"}
+
+
+def backlog_label(transport: str) -> str:
+    """How the backlog of `transport` is named in reports and the progress line."""
+    return BACKLOG_KEYS.get(transport, "backlog").replace("_", " ")
+
+
 @dataclass(frozen=True)
 class LoadReport:
     scenario: dict[str, Any]
@@ -98,6 +107,7 @@ class LoadReport:
     elapsed_seconds: float
     picture: str | None = None
     notes: tuple[str, ...] = ()
+    transport: str = "sqs"
 
     @property
     def slo_met(self) -> bool:
@@ -113,11 +123,13 @@ class LoadReport:
         )
 
     def to_dict(self, *, samples: bool = False) -> dict[str, Any]:
+        backlog = BACKLOG_KEYS.get(self.transport, "backlog")
         return {
+            "transport": self.transport,
             "scenario": self.scenario,
             "streams": {s.name: s.to_dict(samples=samples) for s in self.streams},
-            "backlog_at_end": self.backlog_at_end,
-            "backlog_max": self.backlog_max,
+            f"{backlog}_at_end": self.backlog_at_end,
+            f"{backlog}_max": self.backlog_max,
             "dlq": self.dlq,
             "worker_error_lines": self.worker_errors,
             "machine": self.machine,
@@ -169,9 +181,10 @@ def summary_lines(report: LoadReport) -> list[str]:
         return ", ".join(f"{k} {v}" for k, v in d.items()) or "none"
 
     errors = {k: v for k, v in report.worker_errors.items() if v}
+    backlog = backlog_label(report.transport)
     return [
-        f"backlog at end of load: {fmt(report.backlog_at_end)}",
-        f"backlog max seen: {fmt(report.backlog_max)}",
+        f"{backlog} at end of load: {fmt(report.backlog_at_end)}",
+        f"{backlog} max seen: {fmt(report.backlog_max)}",
         f"dead-lettered: {fmt(report.dlq)}",
         f"worker error log lines: {fmt(errors)}",
         f"machine: {report.machine.get('cores')} cores, load average "
@@ -232,6 +245,7 @@ def _draw_stream(over_time: Any, histogram: Any, stream: StreamResult) -> None:
 def _title(report: LoadReport) -> str:
     sc = report.scenario
     return (
+        f"over {report.transport}: "
         f"{sc.get('users')} users, {sc.get('posts_per_minute')} posts/min, "
         f"{sc.get('profile_updates_per_second')} profile updates/s, {sc.get('duration')} s; "
         f"workers per pipeline: {sc.get('workers')}; "

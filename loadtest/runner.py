@@ -1,10 +1,12 @@
 """`socialpipe loadtest`: seed a graph, start (or attach to) workers, drive load, measure.
 
 The run: migrate and reset a dedicated database, seed the social graph by COPY,
-start an SQS/SNS emulator and the topology, start N worker processes per
-pipeline, drive posts and profile updates on an open-loop schedule for the
-warm-up plus the measured window, probe the read models until every event is
-visible (or a drain deadline passes), then stop everything and report.
+start the event bus (an SQS/SNS emulator, or a tansu Kafka broker) and its
+topology, start N worker processes per pipeline (on Kafka: wait until their
+consumer groups have settled), drive posts and profile updates on an open-loop
+schedule for the warm-up plus the measured window, probe the read models until
+every event is visible (or a drain deadline passes), then stop everything and
+report.
 """
 
 from __future__ import annotations
@@ -13,101 +15,45 @@ import asyncio
 import contextlib
 import os
 import random
-import secrets
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass, replace
+from typing import Any
 
 import aiohttp
-import asyncpg
-import redis.asyncio as aioredis
 
 from api.auth import Tokens
-from config.clients import open_redis, open_sns, open_sqs
 from config.settings import Settings
-from consumers.topology import Topology, ensure_topology
-from contracts.keys import connections_cache_key, fanout_marker_key, feed_key
-from loadtest import emulator as emu
+from contracts.keys import fanout_marker_key
 from loadtest.drivers import ApiPosts, ApiProfiles, AuthorPicker, Driver, GraphQL, PostScript, pump
-from loadtest.graph import (
-    LOADTEST_SHAPE,
-    GraphShape,
-    SocialGraph,
-    build_graph,
-    holds_graph,
-    reset_activity,
-    reset_tables,
-    seed_graph,
+from loadtest.harness import (
+    Harness,
+    LoadOptions,
+    build_group,
+    bus_endpoint,
+    forget_users,
+    prepare,
+    run_settings,
+    worker_ready_urls,
 )
 from loadtest.latency import FeedProbe, OpenLoop, summarize
 from loadtest.offload import DriverFailed, DriverProcesses, DriverSpec, Live, StreamOutcome
 from loadtest.processes import ProcessGroup, running
-from loadtest.report import LoadReport, draw, stream_result
-from loadtest.search_probe import IndexVersions, PostgresVersions, SearchProbe, VersionSource
-from pipelines.feed.enrichment import stale_cache_key
-from store.db import create_pool, with_database
-from store.migrate import upgrade
+from loadtest.report import LoadReport, backlog_label, draw, stream_result
+from loadtest.search_probe import SearchProbe
 
-if TYPE_CHECKING:
-    from types_aiobotocore_sqs import SQSClient
+# Re-exported: the demo, benchmarks and tests import them from here.
+__all__ = ["Harness", "LoadOptions", "Progress", "forget_users", "run_loadtest"]
 
-Mode = Literal["direct", "api"]
-LOAD_POLLERS = 4
 # Requests each driver process keeps in flight: on a busy machine a round trip
 # (UPDATE or PublishBatch) takes a second or more, and the schedule must not wait.
 DRIVER_SENDERS = 16
 Progress = Callable[[str], None]
 # Runs after the load while everything is still up; returns lines for the report.
-Epilogue = Callable[["Harness"], Awaitable[list[str]]]
-
-
-@dataclass(frozen=True)
-class LoadOptions:
-    users: int = 30_000
-    shape: GraphShape = LOADTEST_SHAPE
-    posts_per_minute: float = 1000.0
-    profile_updates_per_second: float = 50.0
-    duration: float = 60.0
-    warmup: float = 10.0
-    workers: int = 1
-    notifications_workers: int = 0
-    concurrency: int | None = None
-    attach: bool = False
-    emulator: emu.Emulator | Literal["auto", "none"] = "fauxqs"
-    mode: Mode = "direct"
-    slo_feed_p95: float | None = 2.0
-    slo_search_p95: float | None = 5.0
-    database: str = "socialpipe_loadtest"
-    seed: int = 7
-    hub_post_share: float = 0.005
-    drain_seconds: float = 30.0
-    out_dir: Path = Path("out/loadtest")
-    picture: bool = True
-    senders: int = 4
-
-
-@dataclass
-class Harness:
-    """What a run holds open while the load flows."""
-
-    settings: Settings
-    pool: asyncpg.Pool
-    redis: aioredis.Redis
-    sqs: SQSClient
-    topology: Topology
-    graph: SocialGraph
-    connections: int
-    feed_probe: FeedProbe
-    search_probe: SearchProbe
-    group: ProcessGroup | None = None
-    api: GraphQL | None = None
-    load_at_start: str = "n/a"
-    backlog_max: dict[str, int] = field(default_factory=dict)
+Epilogue = Callable[[Harness], Awaitable[list[str]]]
 
 
 def loadavg() -> str:
@@ -115,102 +61,6 @@ def loadavg() -> str:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return "n/a"
-
-
-def run_settings(base: Settings, options: LoadOptions, endpoint: str | None) -> Settings:
-    update: dict[str, Any] = {
-        "database_url": with_database(base.database_url, options.database),
-        # Short long-polls so workers stop quickly; a receive returns as soon as
-        # messages arrive, so latency does not depend on it.
-        "receive_wait_seconds": min(base.receive_wait_seconds, 2),
-        # Each poller has one receive in flight; under load a receive round trip
-        # waits for a CPU, so two pollers capped a worker at ~20 messages per trip.
-        "pollers": max(base.pollers, LOAD_POLLERS),
-        "log_level": "WARNING",
-    }
-    if endpoint is not None:
-        update["aws_endpoint_url"] = endpoint
-    if options.mode == "api" and base.api_token_secret is None:
-        update["api_token_secret"] = secrets.token_urlsafe(48)
-    return base.model_copy(update=update)
-
-
-@contextlib.contextmanager
-def _endpoint(options: LoadOptions) -> Any:
-    if options.attach or options.emulator == "none":
-        yield None
-        return
-    with emu.emulator(emu.pick(options.emulator)) as url:
-        yield url
-
-
-async def prepare(stack: AsyncExitStack, settings: Settings, options: LoadOptions) -> Harness:
-    """Migrate, reset and seed; open the clients and the topology; build the probes."""
-    await upgrade(settings.database_url)
-    pool = await create_pool(settings.database_url, min_size=2, max_size=12)
-    stack.push_async_callback(pool.close)
-    redis = await open_redis(stack, settings, max_connections=16)
-    graph = await asyncio.to_thread(
-        build_graph, options.users, seed=options.seed, shape=options.shape
-    )
-    if await holds_graph(pool, graph):
-        # The graph is deterministic for its options: seeding it again would only cost time.
-        await reset_activity(pool)
-        connections = len(graph.edges)
-    else:
-        await reset_tables(pool)
-        connections = (await seed_graph(pool, graph)).connections
-    await forget_users(redis, graph.users)
-    sqs = await open_sqs(stack, settings, pool=16)
-    sns = await open_sns(stack, settings, pool=16)
-    topology = await ensure_topology(sqs, sns, settings)
-    feed_probe = FeedProbe(redis, interval=0.02, batch_size=settings.fanout_batch_size)
-    versions: VersionSource = (
-        PostgresVersions(pool)
-        if settings.search_backend == "postgres"
-        else await _index(stack, settings)
-    )
-    search_probe = SearchProbe(versions)
-    return Harness(
-        settings, pool, redis, sqs, topology, graph, connections, feed_probe, search_probe
-    )
-
-
-async def _index(stack: AsyncExitStack, settings: Settings) -> VersionSource:
-    from config.search import open_search_index
-
-    return IndexVersions(await open_search_index(stack, settings))
-
-
-async def forget_users(redis: aioredis.Redis, users: tuple[Any, ...]) -> None:
-    """Delete the graph users' feeds and cached connections, so a run starts cold and empty."""
-    keys = [k for u in users for k in (feed_key(u), connections_cache_key(u), stale_cache_key(u))]
-    for start in range(0, len(keys), 5000):
-        await redis.delete(*keys[start : start + 5000])
-
-
-def build_group(h: Harness, options: LoadOptions) -> ProcessGroup | None:
-    if options.attach:
-        return None
-    group = ProcessGroup(h.settings, options.out_dir / "logs")
-    for i in range(options.workers):
-        group.add_worker("feed", i, options.concurrency)
-        group.add_worker("search", i, options.concurrency)
-    for i in range(options.notifications_workers):
-        group.add_worker("notifications", i)
-    return group
-
-
-async def queue_depths(sqs: SQSClient, urls: dict[str, str]) -> dict[str, int]:
-    """Visible plus in-flight messages per queue."""
-    depths: dict[str, int] = {}
-    for name, url in urls.items():
-        got = await sqs.get_queue_attributes(
-            QueueUrl=url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )
-        depths[name] = sum(int(v) for v in got.get("Attributes", {}).values())
-    return depths
 
 
 LiveView = Callable[[], tuple[Live, Live]]
@@ -227,19 +77,21 @@ def probe_live(h: Harness) -> tuple[Live, Live]:
 async def watch_backlog(
     h: Harness, stop: asyncio.Event, progress: Progress, t0: float, live: LiveView
 ) -> None:
-    """Sample queue depths once a second for the report and the live progress line."""
-    urls = dict(h.topology.queue_urls)
+    """Sample the backlog once a second for the report and the live progress line."""
+    label = backlog_label(h.bus.transport)
     while not stop.is_set():
         with contextlib.suppress(Exception):  # a slow emulator must not end the run
-            depths = await queue_depths(h.sqs, urls)
+            depths = await h.bus.backlog()
             for name, depth in depths.items():
                 h.backlog_max[name] = max(h.backlog_max.get(name, 0), depth)
-            progress(progress_line(*live(), depths, time.time() - t0))
+            progress(progress_line(*live(), depths, time.time() - t0, label))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=1.0)
 
 
-def progress_line(posts: Live, profiles: Live, depths: dict[str, int], elapsed: float) -> str:
+def progress_line(
+    posts: Live, profiles: Live, depths: dict[str, int], elapsed: float, label: str = "backlog"
+) -> str:
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v * 1000:.0f}"
 
@@ -247,7 +99,7 @@ def progress_line(posts: Live, profiles: Live, depths: dict[str, int], elapsed: 
     return (
         f"t={elapsed:5.1f}s posts seen {posts.seen} (P95 recent {ms(posts.recent_p95)} ms)"
         f" | profiles seen {profiles.seen} (P95 recent {ms(profiles.recent_p95)} ms)"
-        f" | backlog {backlog}"
+        f" | {label} {backlog}"
     )
 
 
@@ -300,7 +152,7 @@ async def drive_through_api(
         await asyncio.gather(
             pump(posts, post_loop, options.senders), pump(profiles, profile_loop, options.senders)
         )
-        backlog = await queue_depths(h.sqs, dict(h.topology.queue_urls))
+        backlog = await h.bus.backlog()
     finally:
         stop.set()
         await asyncio.gather(*background, return_exceptions=True)
@@ -339,7 +191,7 @@ def driver_specs(h: Harness, options: LoadOptions) -> list[DriverSpec]:
     )
     common: dict[str, Any] = {
         "settings": h.settings,
-        "topic_arn": h.topology.topic_arn,
+        "topic_arn": h.bus.topic_arn,
         "seconds": total,
         "senders": max(options.senders, DRIVER_SENDERS),
         "drain_seconds": options.drain_seconds,
@@ -387,7 +239,7 @@ async def drive_offloaded(h: Harness, options: LoadOptions, progress: Progress) 
             )
         )
         await procs.loaded()
-        backlog = await queue_depths(h.sqs, dict(h.topology.queue_urls))
+        backlog = await h.bus.backlog()
         outcomes = await procs.finished()
     finally:
         stop.set()
@@ -408,8 +260,8 @@ async def run_loadtest(
     say = progress or (lambda _line: None)
     started = time.monotonic()
     load_before = loadavg()
-    with _endpoint(options) as endpoint:
-        settings = run_settings(base, options, endpoint)
+    with bus_endpoint(options) as bus:
+        settings = run_settings(base, options, bus)
         async with AsyncExitStack() as stack:
             h = await prepare(stack, settings, options)
             h.group = build_group(h, options)
@@ -420,11 +272,12 @@ async def run_loadtest(
                 api_url = h.group.add_api()
                 h.group.add_relay()
             async with _maybe_running(h.group, settings.shutdown_grace_seconds + 5):
+                await h.bus.wait_joined(worker_ready_urls(h.group))
                 if api_url is not None:
                     driven = await drive_through_api(stack, h, options, api_url, say)
                 else:
                     driven = await drive_offloaded(h, options, say)
-                dlq = await queue_depths(h.sqs, dict(h.topology.dlq_urls))
+                dlq = await h.bus.dead_letters()
                 notes = await epilogue(h) if epilogue else []
             await forget_markers(h, driven.posts.posts)
             report = assemble(h, options, driven, dlq, load_before, time.monotonic() - started)
@@ -515,4 +368,5 @@ def assemble(
             "python": sys.version.split()[0],
         },
         elapsed_seconds=elapsed,
+        transport=options.transport,
     )

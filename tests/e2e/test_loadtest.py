@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from loadtest.broker import BrokerError, broker_binary
 from loadtest.latency import summarize
 from store.db import drop_database, with_database
 from tests.conftest import make_settings
@@ -28,12 +29,28 @@ async def load_database() -> AsyncIterator[str]:
     await drop_database(url)
 
 
-def run_loadtest(database: str, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def bus_args(transport: str) -> list[str]:
+    """Options that start the transport's own emulator or broker on loopback."""
+    if transport == "kafka":
+        try:
+            broker_binary()
+        except BrokerError as exc:
+            pytest.skip(f"the tansu Kafka broker cannot run here: {exc}")
+        return ["--transport", "kafka"]
+    return ["--transport", "sqs", "--emulator", "auto"]
+
+
+def run_loadtest(
+    database: str, out: Path, *args: str, transport: str = "sqs"
+) -> subprocess.CompletedProcess[str]:
     cfg = make_settings()
     env = {**os.environ, "DATABASE_URL": cfg.database_url, "REDIS_URL": cfg.redis_url}
     env.pop("AWS_ENDPOINT_URL", None)
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    # tansu holds a group join for the whole rebalance timeout: keep the start short.
+    env["KAFKA_REBALANCE_TIMEOUT_SECONDS"] = "1"
     return subprocess.run(
-        [socialpipe(), "loadtest", *SMALL_GRAPH, "--emulator", "auto", "--database", database,
+        [socialpipe(), "loadtest", *SMALL_GRAPH, *bus_args(transport), "--database", database,
          "--out", str(out), *args],
         env=env, capture_output=True, text=True, timeout=110, check=False,
     )  # fmt: skip
@@ -44,18 +61,23 @@ def last_json(stdout: str) -> dict[str, Any]:
     return data
 
 
+@pytest.mark.parametrize("transport", ["sqs", "kafka"])
 def test_smoke_run_reports_latencies_from_real_observations(
-    load_database: str, tmp_path: Path
+    load_database: str, tmp_path: Path, transport: str
 ) -> None:
     # GIVEN a small graph, 240 posts/min and 20 profile updates/s for 3 + 12 seconds
+    # WHEN it runs over the transport, on an emulator or broker of its own
     done = run_loadtest(
         load_database, tmp_path, "--posts-per-minute", "240", "--profile-updates-per-second",
-        "20", "--warmup", "3", "--duration", "12",
+        "20", "--warmup", "3", "--duration", "12", transport=transport,
     )  # fmt: skip
     # THEN it succeeds within the seed's SLOs
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
     report = last_json(done.stdout)
     full = json.loads((tmp_path / "last-loadtest.json").read_text())
+    # AND the JSON line, the full report and the table name the transport
+    assert report["transport"] == full["transport"] == transport
+    assert f"socialpipe loadtest over {transport}" in done.stdout
     for name, offered in (("posts", 60), ("profile updates", 300)):
         stream, samples = report["streams"][name], full["streams"][name]["samples"]
         # every offered event was sent, and the measured ones are those after the warm-up
@@ -72,6 +94,10 @@ def test_smoke_run_reports_latencies_from_real_observations(
         assert summary.p95 is not None
         assert stream["latency_ms"]["p95"] == pytest.approx(summary.p95 * 1000, abs=0.1)
     assert report["dlq"] == {"feed-fanout": 0, "search-indexing": 0, "notifications": 0}
+    # AND the backlog is the queue depth on SQS and the consumer lag per group on Kafka
+    backlog = "backlog" if transport == "sqs" else "consumer_lag"
+    assert {f"{backlog}_at_end", f"{backlog}_max"} <= report.keys()
+    assert {"feed-fanout", "search-indexing"} <= report[f"{backlog}_max"].keys()
     assert Path(report["picture"]).is_file()
 
 

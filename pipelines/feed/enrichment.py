@@ -46,7 +46,9 @@ return 1
 """
 
 
-def pack_ids(ids: list[uuid.UUID]) -> bytes:
+def pack_ids(ids: Sequence[uuid.UUID]) -> bytes:
+    if isinstance(ids, PackedIds):
+        return ids.packed
     return b"".join(i.bytes for i in ids)
 
 
@@ -116,7 +118,7 @@ class ConnectionLookup:
             self._starved = False
 
     async def _store(
-        self, user_id: uuid.UUID, ids: list[uuid.UUID], generation: bytes | str
+        self, user_id: uuid.UUID, ids: Sequence[uuid.UUID], generation: bytes | str
     ) -> None:
         keys = [connections_cache_key(user_id), stale_cache_key(user_id), generation_key(user_id)]
         ttls = [self._fresh_ttl, self._stale_ttl]

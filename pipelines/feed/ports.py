@@ -13,7 +13,7 @@ from typing import Protocol
 class ConnectionSource(Protocol):
     """The source of truth for who is connected to whom."""
 
-    async def accepted_connections(self, user_id: uuid.UUID) -> list[uuid.UUID]:
+    async def accepted_connections(self, user_id: uuid.UUID) -> Sequence[uuid.UUID]:
         """Every user joined to `user_id` by an accepted connection, either direction."""
         ...
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -149,7 +149,7 @@ class SwitchableSource:
         self.down = False
         self.failed_reads = 0
 
-    async def accepted_connections(self, user_id: uuid.UUID) -> list[uuid.UUID]:
+    async def accepted_connections(self, user_id: uuid.UUID) -> Sequence[uuid.UUID]:
         if self.down:
             self.failed_reads += 1
             raise OSError(f"connection refused reading the connections of {user_id}")

@@ -7,6 +7,7 @@ import pytest
 
 from store.connections import PgConnectionSource
 from tests.integration.pipelines.feed.helpers import add_users, connect
+from transforms.fanout import PackedIds
 
 
 async def test_keyset_reader_returns_all_12000_connections_with_small_pages(
@@ -25,7 +26,8 @@ async def test_keyset_reader_returns_all_12000_connections_with_small_pages(
     # WHEN read with pages of 977 (not a divisor, so the last page is partial)
     found = await PgConnectionSource(db, page_size=977).accepted_connections(user)
 
-    # THEN every connection comes back once, sorted
+    # THEN every connection comes back once, sorted, still packed for the fan-out
+    assert isinstance(found, PackedIds)
     assert found == sorted(others)
 
 

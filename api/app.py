@@ -27,8 +27,9 @@ from strawberry.types import ExecutionContext, ExecutionResult
 
 from api.errors import ApiError, Unauthenticated
 from api.guard import RejectUnstorableText
-from api.schema import ApiContext, Mutation, Query
+from api.schema import Mutation, Query
 from api.services import Services
+from api.types import ApiContext
 
 log = structlog.get_logger("api")
 

@@ -1,270 +1,43 @@
 """The GraphQL schema (operation names are a contract). Resolvers are thin: they
-authenticate, call `Services`, and map results; no type has a secret field."""
+authenticate, call `Services`, and map results into the types of `api.types`."""
 
 from __future__ import annotations
 
-import datetime as dt
-import enum
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import strawberry
 from strawberry.types import Info
 
-from api.errors import AUTH_REQUIRED, BadRequest, Unauthenticated
-from api.services import Services
-from contracts.dto import ProfileDTO
-from store.social import ConnectionRow, MessageRow
-
-
-@dataclass
-class ApiContext:
-    """Per-request context: the services and who is calling (if anyone)."""
-
-    services: Services
-    viewer_id: uuid.UUID | None
-    token_error: Unauthenticated | None
-    correlation_id: str
-    request: Any = None
-    response: Any = None
-
-    def me(self) -> uuid.UUID:
-        if self.token_error is not None:
-            raise self.token_error
-        if self.viewer_id is None:
-            raise Unauthenticated(AUTH_REQUIRED)
-        return self.viewer_id
-
-
-def ctx(info: Info[ApiContext, None]) -> ApiContext:
-    return info.context
-
-
-@strawberry.enum
-class Visibility(enum.Enum):
-    PUBLIC = "public"
-    PRIVATE = "private"
-
-
-@strawberry.type
-class WorkExperience:
-    id: strawberry.ID
-    company_name: str
-    title: str
-    start_date: dt.date | None
-    end_date: dt.date | None
-
-
-@strawberry.type
-class Education:
-    id: strawberry.ID
-    school_name: str
-    degree: str | None
-    start_date: dt.date | None
-    end_date: dt.date | None
-
-
-@strawberry.type
-class Skill:
-    id: strawberry.ID
-    skill_name: str
-
-
-@strawberry.type
-class Profile:
-    user_id: strawberry.ID
-    full_name: str
-    headline: str | None
-    location: str | None
-    visibility: Visibility
-    is_own_profile: bool
-    work_experience: list[WorkExperience]
-    education: list[Education]
-    skills: list[Skill]
-
-
-@strawberry.type
-class User:
-    id: strawberry.ID
-
-
-@strawberry.type
-class Me:
-    id: strawberry.ID
-    email: str
-    profile: Profile | None
-
-
-@strawberry.type
-class AuthPayload:
-    token: str
-    user: User
-
-
-@strawberry.type
-class Author:
-    user_id: strawberry.ID
-    full_name: str
-
-
-@strawberry.type
-class FeedItem:
-    id: strawberry.ID
-    text_content: str
-    created_at: dt.datetime
-    author: Author
-
-
-@strawberry.type
-class FeedPage:
-    items: list[FeedItem]
-    next_cursor: str | None
-
-
-@strawberry.type
-class Post:
-    id: strawberry.ID
-    text_content: str
-    created_at: dt.datetime
-
-
-@strawberry.type
-class Comment:
-    id: strawberry.ID
-    post_id: strawberry.ID
-    text_content: str
-    created_at: dt.datetime
-
-
-@strawberry.type
-class Connection:
-    id: strawberry.ID
-    requester_id: strawberry.ID
-    addressee_id: strawberry.ID
-    status: str
-    created_at: dt.datetime
-
-
-@strawberry.type
-class Message:
-    id: strawberry.ID
-    sender_id: strawberry.ID
-    recipient_id: strawberry.ID
-    body: str
-    created_at: dt.datetime
-
-
-@strawberry.type
-class SearchHit:
-    user_id: strawberry.ID
-    full_name: str
-    headline: str | None
-
-
-@strawberry.type
-class Notification:
-    id: strawberry.ID
-    kind: str
-    actor_id: strawberry.ID | None
-    subject_id: strawberry.ID | None
-    created_at: dt.datetime
-    read: bool
-
-
-@strawberry.input
-class RegisterInput:
-    email: str
-    password: str
-    full_name: str
-    date_of_birth: dt.date
-
-
-@strawberry.input
-class UpdateProfileInput:
-    full_name: str | None = strawberry.UNSET
-    headline: str | None = strawberry.UNSET
-    location: str | None = strawberry.UNSET
-    visibility: Visibility | None = strawberry.UNSET
-
-
-@strawberry.input
-class WorkExperienceInput:
-    company_name: str
-    title: str
-    start_date: dt.date | None = None
-    end_date: dt.date | None = None
-
-
-@strawberry.input
-class EducationInput:
-    school_name: str
-    degree: str | None = None
-    start_date: dt.date | None = None
-    end_date: dt.date | None = None
-
-
-def _id(value: uuid.UUID) -> strawberry.ID:
-    return strawberry.ID(str(value))
-
-
-def _uuid(value: strawberry.ID, field: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise BadRequest(f"{field} is not a valid id.", field) from None
-
-
-def to_profile(p: ProfileDTO) -> Profile:
-    return Profile(
-        user_id=_id(p.user_id),
-        full_name=p.full_name,
-        headline=p.headline,
-        location=p.location,
-        visibility=Visibility(p.visibility),
-        is_own_profile=p.is_own_profile,
-        work_experience=[
-            WorkExperience(
-                id=_id(w.id),
-                company_name=w.company_name,
-                title=w.title,
-                start_date=w.start_date,
-                end_date=w.end_date,
-            )
-            for w in p.work_experience
-        ],
-        education=[
-            Education(
-                id=_id(e.id),
-                school_name=e.school_name,
-                degree=e.degree,
-                start_date=e.start_date,
-                end_date=e.end_date,
-            )
-            for e in p.education
-        ],
-        skills=[Skill(id=_id(s.id), skill_name=s.skill_name) for s in p.skills],
-    )
-
-
-def to_connection(c: ConnectionRow) -> Connection:
-    return Connection(
-        id=_id(c.id),
-        requester_id=_id(c.requester_id),
-        addressee_id=_id(c.addressee_id),
-        status=c.status,
-        created_at=c.created_at,
-    )
-
-
-def to_message(m: MessageRow) -> Message:
-    return Message(
-        id=_id(m.id),
-        sender_id=_id(m.sender_id),
-        recipient_id=_id(m.recipient_id),
-        body=m.body,
-        created_at=m.created_at,
-    )
+from api.types import (
+    ApiContext,
+    Author,
+    AuthPayload,
+    Comment,
+    Connection,
+    Education,
+    EducationInput,
+    FeedItem,
+    FeedPage,
+    Me,
+    Message,
+    Notification,
+    Post,
+    Profile,
+    RegisterInput,
+    SearchHit,
+    Skill,
+    UpdateProfileInput,
+    User,
+    Visibility,
+    WorkExperience,
+    WorkExperienceInput,
+    ctx,
+    parse_id,
+    to_connection,
+    to_id,
+    to_message,
+    to_profile,
+)
 
 
 @strawberry.type
@@ -275,13 +48,13 @@ class Query:
         me = c.me()
         email = await c.services.email_of(me)
         profile = await c.services.profile(me, me)
-        return Me(id=_id(me), email=email, profile=to_profile(profile))
+        return Me(id=to_id(me), email=email, profile=to_profile(profile))
 
     @strawberry.field
     async def profile(self, info: Info[ApiContext, None], user_id: strawberry.ID) -> Profile:
         c = ctx(info)
         me = c.me()
-        return to_profile(await c.services.profile(me, _uuid(user_id, "userId")))
+        return to_profile(await c.services.profile(me, parse_id(user_id, "userId")))
 
     @strawberry.field
     async def feed(
@@ -291,10 +64,10 @@ class Query:
         page = await c.services.feed(c.me(), first, after)
         items = [
             FeedItem(
-                id=_id(i.id),
+                id=to_id(i.id),
                 text_content=i.text_content,
                 created_at=i.created_at,
-                author=Author(user_id=_id(i.author.user_id), full_name=i.author.full_name),
+                author=Author(user_id=to_id(i.author.user_id), full_name=i.author.full_name),
             )
             for i in page.items
         ]
@@ -312,7 +85,7 @@ class Query:
         c = ctx(info)
         hits = await c.services.search_users(c.me(), query, skills or [], companies or [], first)
         return [
-            SearchHit(user_id=_id(h.user_id), full_name=h.full_name, headline=h.headline)
+            SearchHit(user_id=to_id(h.user_id), full_name=h.full_name, headline=h.headline)
             for h in hits
         ]
 
@@ -324,10 +97,10 @@ class Query:
         rows = await c.services.notifications(c.me(), first)
         return [
             Notification(
-                id=_id(r.id),
+                id=to_id(r.id),
                 kind=r.kind,
-                actor_id=_id(r.actor_id) if r.actor_id else None,
-                subject_id=_id(r.subject_id) if r.subject_id else None,
+                actor_id=to_id(r.actor_id) if r.actor_id else None,
+                subject_id=to_id(r.subject_id) if r.subject_id else None,
                 created_at=r.created_at,
                 read=r.read_at is not None,
             )
@@ -344,7 +117,7 @@ class Query:
         self, info: Info[ApiContext, None], with_user_id: strawberry.ID
     ) -> list[Message]:
         c = ctx(info)
-        rows = await c.services.messages(c.me(), _uuid(with_user_id, "withUserId"))
+        rows = await c.services.messages(c.me(), parse_id(with_user_id, "withUserId"))
         return [to_message(m) for m in rows]
 
 
@@ -356,12 +129,12 @@ class Mutation:
         token, user_id = await c.services.register(
             input.email, input.password, input.date_of_birth, input.full_name, c.correlation_id
         )
-        return AuthPayload(token=token, user=User(id=_id(user_id)))
+        return AuthPayload(token=token, user=User(id=to_id(user_id)))
 
     @strawberry.mutation
     async def login(self, info: Info[ApiContext, None], email: str, password: str) -> AuthPayload:
         token, user_id = await ctx(info).services.login(email, password)
-        return AuthPayload(token=token, user=User(id=_id(user_id)))
+        return AuthPayload(token=token, user=User(id=to_id(user_id)))
 
     @strawberry.mutation
     async def update_profile(
@@ -393,7 +166,7 @@ class Mutation:
             c.correlation_id,
         )
         return WorkExperience(
-            id=_id(w.id),
+            id=to_id(w.id),
             company_name=w.company_name,
             title=w.title,
             start_date=w.start_date,
@@ -412,7 +185,7 @@ class Mutation:
             c.correlation_id,
         )
         return Education(
-            id=_id(e.id),
+            id=to_id(e.id),
             school_name=e.school_name,
             degree=e.degree,
             start_date=e.start_date,
@@ -423,12 +196,14 @@ class Mutation:
     async def add_skill(self, info: Info[ApiContext, None], skill_name: str) -> Skill:
         c = ctx(info)
         s = await c.services.add_skill(c.me(), skill_name, c.correlation_id)
-        return Skill(id=_id(s.id), skill_name=s.skill_name)
+        return Skill(id=to_id(s.id), skill_name=s.skill_name)
 
     @strawberry.mutation
     async def remove_skill(self, info: Info[ApiContext, None], skill_id: strawberry.ID) -> bool:
         c = ctx(info)
-        return await c.services.remove_skill(c.me(), _uuid(skill_id, "skillId"), c.correlation_id)
+        return await c.services.remove_skill(
+            c.me(), parse_id(skill_id, "skillId"), c.correlation_id
+        )
 
     @strawberry.mutation
     async def request_connection(
@@ -436,7 +211,7 @@ class Mutation:
     ) -> Connection:
         c = ctx(info)
         row = await c.services.request_connection(
-            c.me(), _uuid(user_id, "userId"), c.correlation_id
+            c.me(), parse_id(user_id, "userId"), c.correlation_id
         )
         return to_connection(row)
 
@@ -446,7 +221,7 @@ class Mutation:
     ) -> Connection:
         c = ctx(info)
         row = await c.services.respond_to_connection(
-            c.me(), _uuid(connection_id, "connectionId"), accept, c.correlation_id
+            c.me(), parse_id(connection_id, "connectionId"), accept, c.correlation_id
         )
         return to_connection(row)
 
@@ -454,19 +229,19 @@ class Mutation:
     async def create_post(self, info: Info[ApiContext, None], text_content: str) -> Post:
         c = ctx(info)
         post_id, created = await c.services.create_post(c.me(), text_content, c.correlation_id)
-        return Post(id=_id(post_id), text_content=text_content, created_at=created)
+        return Post(id=to_id(post_id), text_content=text_content, created_at=created)
 
     @strawberry.mutation
     async def create_comment(
         self, info: Info[ApiContext, None], post_id: strawberry.ID, text_content: str
     ) -> Comment:
         c = ctx(info)
-        pid = _uuid(post_id, "postId")
+        pid = parse_id(post_id, "postId")
         comment_id, created = await c.services.create_comment(
             c.me(), pid, text_content, c.correlation_id
         )
         return Comment(
-            id=_id(comment_id), post_id=_id(pid), text_content=text_content, created_at=created
+            id=to_id(comment_id), post_id=to_id(pid), text_content=text_content, created_at=created
         )
 
     @strawberry.mutation
@@ -474,7 +249,7 @@ class Mutation:
         self, info: Info[ApiContext, None], recipient_id: strawberry.ID, body: str
     ) -> Message:
         c = ctx(info)
-        row = await c.services.send_message(c.me(), _uuid(recipient_id, "recipientId"), body)
+        row = await c.services.send_message(c.me(), parse_id(recipient_id, "recipientId"), body)
         return to_message(row)
 
     @strawberry.mutation

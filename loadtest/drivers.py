@@ -29,7 +29,7 @@ import asyncpg
 from contracts.events import Envelope, PostCreated, UserProfileUpdated, new_envelope
 from contracts.keys import feed_key
 from loadtest.graph import SocialGraph
-from loadtest.latency import FeedProbe, OpenLoop, Tick, probe_targets
+from loadtest.latency import FeedProbe, OpenLoop, Tick, fanout_batches, probe_targets
 from loadtest.search_probe import SearchProbe
 from loadtest.sinks import EventSink, Keyed
 
@@ -107,6 +107,8 @@ class PostScript:
 
     authors: tuple[uuid.UUID, ...]
     feeds: dict[uuid.UUID, tuple[str, ...]]
+    # Fan-out batches of each author's posts, so the probe can tell a trimmed post.
+    batches: dict[uuid.UUID, int] = field(default_factory=dict)
 
     @classmethod
     def plan(
@@ -117,7 +119,8 @@ class PostScript:
             a: tuple(feed_key(t) for t in probe_targets(graph.targets(a), batch_size))
             for a in set(authors)
         }
-        return cls(authors, feeds)
+        batches = {a: fanout_batches(len(set(graph.targets(a))), batch_size) for a in feeds}
+        return cls(authors, feeds, batches)
 
 
 @dataclass
@@ -139,7 +142,7 @@ class DirectPosts:
             rows.append((post_id, author, f"Load post {tick.index}", at))
             payload = PostCreated(post_id=post_id, author_id=author, created_at=at)
             events.append((new_envelope(payload, producer="loadtest", occurred_at=at), author))
-            watch.append((post_id, tick.scheduled_at, self.script.feeds[author]))
+            watch.append((post_id, tick.scheduled_at, author))
         try:
             began = time.monotonic()
             await self.pool.copy_records_to_table(
@@ -151,8 +154,9 @@ class DirectPosts:
         except Exception as exc:  # counted and reported; the run goes on
             self.stats.failed(len(ticks), exc)
             return
-        for post_id, occurred, feeds in watch:
-            self.probe.watch_feeds(post_id, occurred, feeds)
+        for post_id, occurred, author in watch:
+            feeds, batches = self.script.feeds[author], self.script.batches.get(author)
+            self.probe.watch_feeds(post_id, occurred, feeds, batches=batches)
         self.stats.sent += len(ticks)
 
 

@@ -151,7 +151,12 @@ async def prepare(stack: AsyncExitStack, settings: Settings, options: LoadOption
         connections = (await seed_graph(pool, graph)).connections
     await forget_users(redis, graph.users)
     bus = await open_bus(stack, settings, consumer_groups(settings, options))
-    feed_probe = FeedProbe(redis, interval=0.02, batch_size=settings.fanout_batch_size)
+    feed_probe = FeedProbe(
+        redis,
+        interval=0.02,
+        batch_size=settings.fanout_batch_size,
+        feed_max_length=settings.feed_max_length,
+    )
     versions: VersionSource = (
         PostgresVersions(pool)
         if settings.search_backend == "postgres"

@@ -69,6 +69,8 @@ class StreamOutcome:
     stats: DriverStats = field(default_factory=DriverStats)
     samples: list[tuple[float, float]] = field(default_factory=list)
     not_visible: int = 0
+    # Posts pushed into a watched feed and trimmed off it before the probe saw them.
+    trimmed: int = 0
     watched: int = 0
     feeds_checked: int = 0
     posts: list[uuid.UUID] = field(default_factory=list)
@@ -129,6 +131,7 @@ async def _child(spec: DriverSpec, inbox: Any, outbox: Any) -> StreamOutcome:
             stats=driver.stats,
             samples=probe.samples,
             not_visible=missed,
+            trimmed=getattr(probe, "trimmed", 0),
             watched=probe.watched,
             feeds_checked=getattr(probe, "feeds_checked", 0),
             posts=list(getattr(probe, "posts", [])),
@@ -141,7 +144,9 @@ async def _driver(
     if spec.kind == "posts":
         assert spec.script is not None
         redis = await open_redis(stack, spec.settings, max_connections=4)
-        feeds = FeedProbe(redis, interval=spec.probe_interval)
+        feeds = FeedProbe(
+            redis, interval=spec.probe_interval, feed_max_length=spec.settings.feed_max_length
+        )
         return DirectPosts(pool, sink, spec.script, feeds), feeds
     search = SearchProbe(PostgresVersions(pool), interval=spec.probe_interval)
     rng = random.Random(spec.seed)

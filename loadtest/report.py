@@ -27,6 +27,9 @@ class StreamResult:
     first_error: str | None
     achieved_per_second: float
     slo_p95: float | None
+    # Pushed into a feed and trimmed off it (FEED_MAX_LENGTH newer posts) before a
+    # probe looked: latency unknown, not lost, so neither measured nor never visible.
+    trimmed_before_seen: int = 0
     # (occurredAt relative to the start of load, latency), for the picture.
     samples: tuple[tuple[float, float], ...] = field(default=(), repr=False)
 
@@ -67,6 +70,7 @@ def stream_result(
     errors: int,
     first_error: str | None,
     slo_p95: float | None,
+    trimmed: int = 0,
 ) -> StreamResult:
     """Keep the samples of events that occurred after the warm-up, relative to `measure_from`."""
     kept = tuple((at - measure_from, lat) for at, lat in samples if at >= measure_from)
@@ -82,6 +86,7 @@ def stream_result(
         first_error=first_error,
         achieved_per_second=len(kept) / window if window > 0 else 0.0,
         slo_p95=slo_p95,
+        trimmed_before_seen=trimmed,
         samples=kept,
     )
 
@@ -166,6 +171,7 @@ def report_table(report: LoadReport, title: str = "Load test") -> Table:
         ("P99", [_ms(s.latency.p99) for s in report.streams]),
         ("max", [_ms(s.latency.max) for s in report.streams]),
         ("never visible", [str(s.not_visible) for s in report.streams]),
+        ("trimmed before seen", [str(s.trimmed_before_seen) for s in report.streams]),
         ("driver errors", [str(s.errors) for s in report.streams]),
         ("SLO", [_verdict(s) for s in report.streams]),
     ]
@@ -182,7 +188,7 @@ def summary_lines(report: LoadReport) -> list[str]:
 
     errors = {k: v for k, v in report.worker_errors.items() if v}
     backlog = backlog_label(report.transport)
-    return [
+    lines = [
         f"{backlog} at end of load: {fmt(report.backlog_at_end)}",
         f"{backlog} max seen: {fmt(report.backlog_max)}",
         f"dead-lettered: {fmt(report.dlq)}",
@@ -191,6 +197,13 @@ def summary_lines(report: LoadReport) -> list[str]:
         f"{report.machine.get('load_at_start_of_load')} when the load started, "
         f"{report.machine.get('load_after')} at the end",
     ]
+    trimmed = sum(s.trimmed_before_seen for s in report.streams)
+    if trimmed:
+        lines.append(
+            f"trimmed before seen: {trimmed} post(s) reached their feeds but were pushed out by "
+            "FEED_MAX_LENGTH newer posts before a probe looked (latency unknown, not lost)"
+        )
+    return lines
 
 
 def draw(report: LoadReport, path: Path) -> Path:

@@ -7,14 +7,29 @@ from pathlib import Path
 
 from rich.console import Console
 
-from loadtest.report import LoadReport, StreamResult, draw, report_table, stream_result
+from loadtest.report import (
+    LoadReport,
+    StreamResult,
+    draw,
+    report_table,
+    stream_result,
+    summary_lines,
+)
 
 
-def _stream(latencies: list[float], slo: float | None, name: str = "posts") -> StreamResult:
+def _stream(
+    latencies: list[float],
+    slo: float | None,
+    name: str = "posts",
+    *,
+    not_visible: int = 0,
+    trimmed: int = 0,
+) -> StreamResult:
     samples = [(100.0 + i, lat) for i, lat in enumerate(latencies)]
     return stream_result(
         name, "all feeds", offered=len(samples), sent=len(samples), samples=samples,
-        measure_from=100.0, window=10.0, not_visible=0, errors=0, first_error=None, slo_p95=slo,
+        measure_from=100.0, window=10.0, not_visible=not_visible, errors=0, first_error=None,
+        slo_p95=slo, trimmed=trimmed,
     )  # fmt: skip
 
 
@@ -84,6 +99,21 @@ def test_dead_letters_make_a_run_unclean() -> None:
     assert not _report(_stream([0.1], slo=None), dlq=2).clean
 
 
+def test_posts_trimmed_before_seen_are_reported_apart_and_lose_nothing() -> None:
+    # GIVEN a run where 7 posts were trimmed before seen and none went missing
+    report = _report(_stream([0.1], slo=None, trimmed=7))
+    # THEN the JSON carries both figures, the run is clean, and a line explains the figure
+    posts = report.to_dict()["streams"]["posts"]
+    assert (posts["trimmed_before_seen"], posts["not_visible"]) == (7, 0)
+    assert report.clean
+    assert any(line.startswith("trimmed before seen: 7 post(s)") for line in summary_lines(report))
+    # WHEN one post is never visible as well
+    lost = _report(_stream([0.1], slo=None, not_visible=1, trimmed=7))
+    # THEN that one makes the run unclean
+    assert not lost.clean
+    assert not any("trimmed" in line for line in summary_lines(_report(_stream([0.1], None))))
+
+
 def test_table_shows_p95_per_stream_or_says_there_is_none() -> None:
     console = Console(width=120, record=True, file=io.StringIO())
     report = _report(_stream([0.1], slo=2.0), _stream([], slo=None, name="profile updates"))
@@ -93,6 +123,7 @@ def test_table_shows_p95_per_stream_or_says_there_is_none() -> None:
     assert "100 ms" in text
     assert "n/a" in text
     assert "met (P95 ≤ 2000 ms)" in text
+    assert "trimmed before seen" in text
 
 
 def test_picture_is_a_png(tmp_path: Path) -> None:

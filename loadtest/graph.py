@@ -149,7 +149,7 @@ def connection_rows(graph: SocialGraph, now: datetime) -> Iterator[tuple[object,
 
 
 async def seed_graph(pool: asyncpg.Pool, graph: SocialGraph) -> SeedReport:
-    """Insert users, profiles and accepted connections with COPY, in one transaction.
+    """Insert users, profiles and accepted connections with COPY, in one transaction; vacuum.
 
     The graph's users must not exist yet (callers reset the tables first).
     """
@@ -170,6 +170,10 @@ async def seed_graph(pool: asyncpg.Pool, graph: SocialGraph) -> SeedReport:
             records=connection_rows(graph, now),
             columns=["id", "requester_id", "addressee_id", "status", "created_at"],
         )
+    async with pool.acquire() as conn:
+        # As autovacuum would soon: without a visibility map every connection read
+        # visits the heap for each row, about three times the CPU of an index-only scan.
+        await conn.execute("VACUUM (ANALYZE) users, user_profiles, connections")
     return SeedReport(users=len(graph.users), connections=len(graph.edges))
 
 

@@ -48,6 +48,7 @@ from contracts.events import Envelope, PostCreated, UserProfileUpdated, new_enve
 from loadtest import emulator as emu
 from loadtest.graph import LOADTEST_SHAPE, build_graph, holds_graph, reset_tables, seed_graph
 from loadtest.processes import settings_env, socialpipe_command
+from loadtest.runner import forget_users
 from store.db import create_pool, with_database
 from store.migrate import upgrade
 
@@ -197,6 +198,7 @@ async def measure(args: argparse.Namespace, settings: Settings) -> dict[str, Any
         await send_all(sqs, url, ["{}"] * args.events)
         reference = await bare_consume(sqs, url, args.events)
         startup, _ = await run_worker(settings, args.pipeline)
+        await forget_users(redis, graph.users)  # cold caches, empty feeds: runs compare
         make = post_events if args.pipeline == "feed" else profile_events
         envelopes = await make(pool, graph.users, args.events)
         await send_all(sqs, url, [e.to_json().decode() for e in envelopes])

@@ -87,7 +87,7 @@ def _fauxqs() -> Iterator[str]:
 def _moto() -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "loadtest.moto_child", "-H", "127.0.0.1", "-p", str(port)],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

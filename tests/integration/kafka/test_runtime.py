@@ -9,7 +9,7 @@ from consumers.kafka.topics import dlq_topic, retry_topic
 from contracts.events import Envelope
 from contracts.outcomes import ACK, DeadLetter, Outcome, Retry
 from tests.integration.consumers.helpers import ScriptedHandler, wait_until
-from tests.integration.kafka.helpers import post, produce, read_topic, running
+from tests.integration.kafka.helpers import post, produce, read_topic, running, wait_until_ready
 
 
 async def test_routed_events_are_handled_once_and_committed(kafka_settings: Settings) -> None:
@@ -76,3 +76,23 @@ async def test_transient_failure_is_retried_through_the_retry_topic(
     assert retried[0].headers["lastErrorType"] == "TransientError"
     assert list(handler.calls.values()) == [5]
     assert await read_topic(kafka_settings, dlq_topic(queue)) == []
+
+
+async def test_a_record_reaches_an_idle_worker_without_waiting_out_a_long_fetch(
+    kafka_settings: Settings,
+) -> None:
+    # GIVEN a worker that has joined its group and has nothing to do (its retry
+    # topic stays empty: the broker may hold a fetch that includes it until the
+    # fetch's maximum wait, which faust alone would leave at 1.5 s)
+    handler = ScriptedHandler()
+    async with running(kafka_settings, kafka_settings.feed_queue, handler) as consumer:
+        await wait_until_ready(consumer)
+        # WHEN eight posts are produced one at a time, each after the last was handled
+        took = []
+        for n in range(1, 9):
+            began = asyncio.get_running_loop().time()
+            await produce(kafka_settings, [post()])
+            await wait_until(lambda n=n: len(handler.done) == n, within=10)  # type: ignore[misc]
+            took.append(asyncio.get_running_loop().time() - began)
+    # THEN each arrived within a short fetch wait, not after ~0.75 s on average
+    assert sum(took) / len(took) < 0.4, took

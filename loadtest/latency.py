@@ -236,10 +236,21 @@ class FeedProbe:
         self.pending[str(post_id)] = _Pending(str(post_id), occurred_at, list(feeds), batches)
 
     async def poll_once(self) -> None:
-        """One pipelined round: record every post now visible in all of its watched feeds."""
+        """One round: record every post now visible in all of its watched feeds.
+
+        A post whose batch count is known is looked for in its feeds only once
+        its fan-out marker lists every batch as done (one HKEYS of a small hash):
+        LPOS of a post a feed does not hold yet scans the whole feed, and under
+        a backlog those scans competed with the fan-out itself for Redis.
+        """
         if not self.pending:
             return
-        checks = [(p, feed) for p in self.pending.values() for feed in p.feeds]
+        waiting = [p for p in self.pending.values() if p.batches is not None]
+        done = {p.post_id for p in await self._fanned_out(waiting)}
+        due = [p for p in self.pending.values() if p.batches is None or p.post_id in done]
+        checks = [(p, feed) for p in due for feed in p.feeds]
+        if not checks:
+            return
         async with self.redis.pipeline(transaction=False) as pipe:
             for pending, feed in checks:
                 pipe.lpos(feed, pending.post_id)
@@ -248,10 +259,10 @@ class FeedProbe:
         for (pending, feed), position in zip(checks, found, strict=True):
             if position is not None and feed in pending.feeds:
                 pending.feeds.remove(feed)
-        for post_id in [k for k, p in self.pending.items() if not p.feeds]:
-            done = self.pending.pop(post_id)
-            self.latencies.append(now - done.occurred_at)
-            self.samples.append((done.occurred_at, now - done.occurred_at))
+        for post_id in [p.post_id for p in due if not p.feeds]:
+            seen = self.pending.pop(post_id)
+            self.latencies.append(now - seen.occurred_at)
+            self.samples.append((seen.occurred_at, now - seen.occurred_at))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set."""

@@ -23,7 +23,10 @@ async def test_post_counts_once_visible_in_every_watched_feed(
     for target in targets[:2]:
         await redis_client.lpush(feed_key(target), str(post))
     await probe.poll_once()
-    # THEN it is still pending
+    # THEN it is still pending, and still is once its (one) batch is marked done
+    assert probe.latencies == []
+    await redis_client.hset(fanout_marker_key(post), "batch-digest", "1")
+    await probe.poll_once()
     assert probe.latencies == []
     # WHEN the last sorted target's feed gets it too
     await redis_client.lpush(feed_key(targets[-1]), str(post))
@@ -32,6 +35,23 @@ async def test_post_counts_once_visible_in_every_watched_feed(
     assert len(probe.latencies) == 1
     assert probe.latencies[0] >= 1.0
     assert probe.pending == {}
+
+
+async def test_feeds_are_not_searched_before_the_fan_out_marker_says_done(
+    redis_client: redis_asyncio.Redis,
+) -> None:
+    # GIVEN a post watched in one feed that already holds it, but no marker yet
+    post, target = uuid.uuid4(), uuid.uuid4()
+    probe = FeedProbe(redis_client)
+    probe.watch(post, time.time(), [target])
+    await redis_client.lpush(feed_key(target), str(post))
+    # WHEN polled
+    await probe.poll_once()
+    # THEN it waits for the marker (no LPOS ran), and counts once the batch is marked
+    assert probe.latencies == []
+    await redis_client.hset(fanout_marker_key(post), mapping={"owner": "x", "digest": "1"})
+    await probe.poll_once()
+    assert len(probe.latencies) == 1
 
 
 async def test_drain_reports_posts_that_never_arrive(redis_client: redis_asyncio.Redis) -> None:

@@ -216,7 +216,7 @@ async def test_second_ctrl_c_kills_a_child_stuck_in_its_drain(
     with demo_process(demo_database, tmp_path) as demo:
         # GIVEN a running demo whose relay is stuck (stopped, so SIGTERM cannot end it)
         started, ports = await running_load(demo, demo_database)
-        relay, emulator = (started_as(started, name) for name in ("relay", "moto.server"))
+        relay, emulator = (started_as(started, name) for name in ("relay", "loadtest.moto_child"))
         os.kill(relay, signal.SIGSTOP)
         # WHEN Ctrl-C stops the others (the emulator goes last) while the relay holds the drain
         ctrl_c(demo)

@@ -70,6 +70,29 @@ async def build_handler(
     return handler
 
 
+async def _sqs_consumer(
+    stack: AsyncExitStack,
+    settings: Settings,
+    queue: str,
+    handler: EventHandler,
+    concurrency: int | None,
+) -> SqsConsumer:
+    """The queue's consumer, its SQS client and the DLQ depth gauge, closed with `stack`."""
+    in_flight = concurrency or default_concurrency(handler)
+    sqs = await open_sqs(stack, settings, pool=settings.pollers + SPARE_CONNECTIONS + in_flight)
+    dlq_url = await queue_url(sqs, dlq_name(queue))
+    await stack.enter_async_context(refreshing_dlq_depth(sqs, dlq_url=dlq_url, dlq=dlq_name(queue)))
+    return SqsConsumer(
+        sqs,
+        queue_name=queue,
+        queue_url=await queue_url(sqs, queue),
+        dlq_url=dlq_url,
+        handler=handler,
+        settings=settings,
+        concurrency=in_flight,
+    )
+
+
 async def run_worker(
     settings: Settings,
     pipeline: str,
@@ -101,22 +124,8 @@ async def run_worker(
     async with AsyncExitStack() as stack:
         if handler is None:
             handler = await build_handler(stack, settings, pipeline, handler_overrides)
-        in_flight = concurrency or default_concurrency(handler)
-        sqs = await open_sqs(stack, settings, pool=settings.pollers + SPARE_CONNECTIONS + in_flight)
-        dlq_url = await queue_url(sqs, dlq_name(queue))
-        consumer = SqsConsumer(
-            sqs,
-            queue_name=queue,
-            queue_url=await queue_url(sqs, queue),
-            dlq_url=dlq_url,
-            handler=handler,
-            settings=settings,
-            concurrency=in_flight,
-        )
-        await stack.enter_async_context(
-            refreshing_dlq_depth(sqs, dlq_url=dlq_url, dlq=dlq_name(queue))
-        )
-        log.info("worker starting", queue=queue, concurrency=in_flight, burst=burst)
+        consumer = await _sqs_consumer(stack, settings, queue, handler, concurrency)
+        log.info("worker starting", queue=queue, concurrency=consumer.concurrency, burst=burst)
         with stop_on_signals(consumer.request_stop):
             async with serving(
                 settings.metrics_port, host=settings.metrics_host, ready=lambda: consumer.ready

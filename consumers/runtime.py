@@ -60,6 +60,7 @@ class SqsConsumer:
         self._handler = handler
         self._settings = settings
         max_batch = max(1, handler.max_batch)
+        self.concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         # Chunks run at once: while they all work, the buffer fills, so the next
         # chunk is larger and a busy worker pays its per-batch costs less often.

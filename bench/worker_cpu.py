@@ -43,6 +43,7 @@ import redis.asyncio as aioredis
 
 from config.clients import open_redis, open_sns, open_sqs
 from config.settings import Settings, load_settings
+from config.worker import pipeline_queue
 from consumers.topology import ensure_topology
 from contracts.events import Envelope, PostCreated, UserProfileUpdated, new_envelope, utcnow
 from loadtest import emulator as emu
@@ -194,7 +195,8 @@ async def measure(args: argparse.Namespace, settings: Settings) -> dict[str, Any
             await seed_graph(pool, graph)
         sqs = await open_sqs(stack, settings, pool=16)
         sns = await open_sns(stack, settings)
-        url = (await ensure_topology(sqs, sns, settings)).queue_url(queue_of(settings, args))
+        topology = await ensure_topology(sqs, sns, settings)
+        url = topology.queue_url(pipeline_queue(settings, args.pipeline))
         await send_all(sqs, url, ["{}"] * args.events)
         reference = await bare_consume(sqs, url, args.events)
         startup, _ = await run_worker(settings, args.pipeline)
@@ -217,10 +219,6 @@ async def measure(args: argparse.Namespace, settings: Settings) -> dict[str, Any
         "reference_ms": round(reference * 1000 / args.events, 3),
         "startup_s": round(startup, 2),
     }
-
-
-def queue_of(settings: Settings, args: argparse.Namespace) -> str:
-    return settings.feed_queue if args.pipeline == "feed" else settings.search_queue
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,6 +75,22 @@ class StreamOutcome:
     feeds_checked: int = 0
     posts: list[uuid.UUID] = field(default_factory=list)
 
+    @classmethod
+    def of(
+        cls, driver: Driver, offered: int, probe: FeedProbe | SearchProbe, missed: int
+    ) -> StreamOutcome:
+        """The outcome of a stream driven by `driver` and watched by `probe`."""
+        return cls(
+            offered=offered,
+            stats=driver.stats,
+            samples=probe.samples,
+            not_visible=missed,
+            trimmed=getattr(probe, "trimmed", 0),
+            watched=probe.watched,
+            feeds_checked=getattr(probe, "feeds_checked", 0),
+            posts=list(getattr(probe, "posts", [])),
+        )
+
 
 @dataclass
 class Live:
@@ -126,16 +142,7 @@ async def _child(spec: DriverSpec, inbox: Any, outbox: Any) -> StreamOutcome:
             await asyncio.gather(*background, return_exceptions=True)
         outbox.put(("loaded", spec.kind, None))
         missed = await probe.drain(spec.drain_seconds)
-        return StreamOutcome(
-            offered=loop.total,
-            stats=driver.stats,
-            samples=probe.samples,
-            not_visible=missed,
-            trimmed=getattr(probe, "trimmed", 0),
-            watched=probe.watched,
-            feeds_checked=getattr(probe, "feeds_checked", 0),
-            posts=list(getattr(probe, "posts", [])),
-        )
+        return StreamOutcome.of(driver, loop.total, probe, missed)
 
 
 async def _driver(

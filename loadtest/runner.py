@@ -39,11 +39,10 @@ from loadtest.harness import (
     run_settings,
     worker_ready_urls,
 )
-from loadtest.latency import FeedProbe, OpenLoop, summarize
+from loadtest.latency import OpenLoop, summarize
 from loadtest.offload import DriverFailed, DriverProcesses, DriverSpec, Live, StreamOutcome
 from loadtest.processes import ProcessGroup, running
 from loadtest.report import LoadReport, backlog_label, draw, stream_result
-from loadtest.search_probe import SearchProbe
 
 # Re-exported: the demo, benchmarks and tests import them from here.
 __all__ = ["Harness", "LoadOptions", "Progress", "forget_users", "run_loadtest"]
@@ -161,24 +160,9 @@ async def drive_through_api(
     )
     return Driven(
         t0,
-        _outcome(posts, post_loop.total, h.feed_probe, len(h.feed_probe.pending)),
-        _outcome(profiles, profile_loop.total, h.search_probe, len(h.search_probe.pending)),
+        StreamOutcome.of(posts, post_loop.total, h.feed_probe, len(h.feed_probe.pending)),
+        StreamOutcome.of(profiles, profile_loop.total, h.search_probe, len(h.search_probe.pending)),
         backlog,
-    )
-
-
-def _outcome(
-    driver: Driver, offered: int, probe: FeedProbe | SearchProbe, missed: int
-) -> StreamOutcome:
-    return StreamOutcome(
-        offered=offered,
-        stats=driver.stats,
-        samples=probe.samples,
-        not_visible=missed,
-        trimmed=getattr(probe, "trimmed", 0),
-        watched=probe.watched,
-        feeds_checked=getattr(probe, "feeds_checked", 0),
-        posts=list(getattr(probe, "posts", [])),
     )
 
 

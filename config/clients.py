@@ -5,11 +5,15 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 import redis.asyncio as redis
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from config.settings import Settings
+from contracts.outcomes import Probe
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
@@ -54,6 +58,21 @@ async def open_redis(
         socket_timeout=5,
         socket_connect_timeout=5,
         health_check_interval=30,
+        retry=no_client_retries(),
     )
     stack.push_async_callback(client.aclose)
     return client
+
+
+def no_client_retries() -> Retry:
+    """Redis clients call once: the runtime's invoker is the one layer that retries."""
+    return Retry(NoBackoff(), 0)
+
+
+def postgres_probe(pool: asyncpg.Pool) -> Probe:
+    """A readiness probe of PostgreSQL through `pool` (`SELECT 1`)."""
+
+    async def probe() -> object:
+        return await pool.fetchval("SELECT 1")
+
+    return probe

@@ -7,7 +7,10 @@ from contextlib import AsyncExitStack
 
 import redis.asyncio as aioredis
 
+from config.clients import no_client_retries, postgres_probe
 from config.settings import Settings
+from contracts.failures import POSTGRES, REDIS
+from contracts.outcomes import Probe
 from pipelines.feed.breaker import CircuitBreaker, Clock
 from pipelines.feed.distribution import Distributor
 from pipelines.feed.enrichment import ConnectionLookup
@@ -33,6 +36,7 @@ def open_feed_redis(stack: AsyncExitStack, settings: Settings) -> aioredis.Redis
         socket_timeout=5,
         socket_connect_timeout=5,
         health_check_interval=30,
+        retry=no_client_retries(),
     )
     client = aioredis.Redis.from_pool(pool)
     stack.push_async_callback(client.aclose)
@@ -52,12 +56,15 @@ async def build_feed_handler(
     Clients opened here are closed by `stack`; given ones belong to the caller.
     `clock` (monotonic seconds) drives the circuit breaker.
     """
+    probes: dict[str, Probe] = {}
     if connection_source is None:
         pool = await create_pool(settings.database_url)
         stack.push_async_callback(pool.close)
         connection_source = PgConnectionSource(pool)
+        probes[POSTGRES] = postgres_probe(pool)
     if redis is None:
         redis = open_feed_redis(stack, settings)
+    probes[REDIS] = redis.ping
     breaker = CircuitBreaker(
         "connections",
         failure_rate=settings.breaker_failure_rate,
@@ -77,14 +84,11 @@ async def build_feed_handler(
     store = RedisFeedStore(
         redis, max_length=settings.feed_max_length, marker_ttl=settings.fanout_marker_ttl
     )
-    distributor = Distributor(
-        store,
-        parallelism=settings.fanout_parallelism,
-        retries=2,
-        retry_base_seconds=settings.inprocess_retry_base_seconds,
-    )
+    distributor = Distributor(store, parallelism=settings.fanout_parallelism)
     return FeedHandler(
         lookup=lookup,
+        posts=connection_source,
+        dependencies=probes,
         distributor=distributor,
         batch_size=settings.fanout_batch_size,
         marker_ttl=settings.fanout_marker_ttl,

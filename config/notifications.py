@@ -5,8 +5,9 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from typing import Any
 
-from config.clients import open_redis
+from config.clients import open_redis, postgres_probe
 from config.settings import Settings
+from contracts.failures import POSTGRES, REDIS
 from pipelines.notifications.handler import NotificationsHandler
 from pipelines.notifications.postgres import PgNotificationStore
 from pipelines.notifications.redis_counters import RedisUnreadCounters
@@ -29,4 +30,7 @@ async def build_notifications_handler(
         stack.push_async_callback(pool.close)
     if redis is None:
         redis = await open_redis(stack, settings, max_connections=16)
-    return NotificationsHandler(PgNotificationStore(pool), RedisUnreadCounters(redis))
+    dependencies = {POSTGRES: postgres_probe(pool), REDIS: redis.ping}
+    return NotificationsHandler(
+        PgNotificationStore(pool), RedisUnreadCounters(redis), dependencies=dependencies
+    )

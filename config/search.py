@@ -6,7 +6,9 @@ from contextlib import AsyncExitStack
 
 import asyncpg
 
+from config.clients import postgres_probe
 from config.settings import Settings
+from contracts.failures import POSTGRES, SEARCH_INDEX
 from pipelines.search.handler import SearchHandler, pool_loader
 from pipelines.search.ports import SearchIndex
 from pipelines.search.postgres import PostgresSearchIndex
@@ -45,4 +47,5 @@ async def build_search_handler(
         pool = await open_pool(stack, settings)
     if index is None:
         index = await open_search_index(stack, settings, pool=pool)
-    return SearchHandler(pool_loader(pool), index)
+    dependencies = {POSTGRES: postgres_probe(pool), SEARCH_INDEX: index.ping}
+    return SearchHandler(pool_loader(pool), index, dependencies=dependencies)

@@ -1,23 +1,31 @@
-"""The failure log line every transport writes (DESIGN §4: correlationId, serviceName,
-errorMessage, stackTrace, eventPayload); serviceName comes from the bound context."""
+"""The failure log line every transport writes: correlationId, serviceName (from the
+bound context), errorMessage, stackTrace, eventPayload.
+
+The level is the caller's decision, stated where the outcome is applied: a retry
+is a WARNING, a dead letter an ERROR.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 import structlog
 
-from consumers.invoke import Failed
 from consumers.messages import truncate
+from contracts.outcomes import Failure
 
 PAYLOAD_LOG_LIMIT: Final = 2000
+RETRY: Final = logging.WARNING
+DEAD_LETTER: Final = logging.ERROR
 
 log = structlog.get_logger("consumers.failures")
 
 
 def log_failure(
+    level: int,
     event: str,
-    failure: Failed,
+    failure: Failure,
     *,
     correlation_id: str,
     queue: str,
@@ -26,9 +34,9 @@ def log_failure(
     body: str,
     **extra: object,
 ) -> None:
-    """Log at error when the message is done with (dead-lettered), warning when retried."""
-    final = "retried" not in event
-    (log.error if final else log.warning)(
+    """One line describing `failure` of one message, at `level`."""
+    log.log(
+        level,
         event,
         correlationId=correlation_id,
         queue=queue,

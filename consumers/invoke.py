@@ -1,107 +1,96 @@
-"""Calling a handler: exceptions become per-envelope verdicts, transient ones are
-retried in-process with tenacity before the runtime falls back to visibility backoff."""
+"""Calling a handler: the one layer that retries in process.
+
+Each envelope ends with one outcome. Exceptions that escape the handler are
+classified once (`consumers.classify`); transient failures are retried here, up
+to `attempts` calls with exponential backoff and full jitter, and no other
+layer of a worker retries: adapters call their client once. An outage closes
+the dependency gate and ends the in-process retries at once, since the
+dependency will not answer a retry in a few milliseconds either.
+"""
 
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 
 import structlog
 from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_random_exponential
 
-from config.settings import Settings
-from consumers.backoff import describe, error_type_of, is_transient
-from contracts.errors import PermanentError
+from consumers.classify import classify
+from consumers.gate import DependencyGate
 from contracts.events import Envelope
 from contracts.metrics import HANDLER_DURATION
-from contracts.outcomes import Ack, DeadLetter, EventHandler, Outcome, Retry
+from contracts.outcomes import EventHandler, Outcome, Retry
+
+log = structlog.get_logger("consumers.invoke")
 
 
-@dataclass(frozen=True, slots=True)
-class Failed:
-    """Why an envelope did not succeed, and what may be done about it."""
-
-    error_type: str
-    reason: str
-    permanent: bool = False
-    # Unknown exceptions are likely bugs: hammering them in-process does not help.
-    retry_in_process: bool = True
-    delay: float | None = None
-    stack: str | None = None
-
-
-Verdict = Ack | Failed
-
-
-def from_outcome(outcome: Outcome) -> Verdict:
-    if isinstance(outcome, Retry):
-        return Failed(outcome.error_type, outcome.reason, delay=outcome.delay)
-    if isinstance(outcome, DeadLetter):
-        return Failed(outcome.error_type, outcome.reason, permanent=True)
-    return outcome
-
-
-def from_exception(exc: BaseException) -> Failed:
-    stack = "".join(traceback.format_exception(exc))
-    error_type, reason = error_type_of(exc), describe(exc)
-    if isinstance(exc, PermanentError):
-        return Failed(error_type, reason, permanent=True, stack=stack)
-    return Failed(error_type, reason, retry_in_process=is_transient(exc), stack=stack)
-
-
-def needs_retry(verdict: Verdict | None) -> bool:
-    return verdict is None or (
-        isinstance(verdict, Failed) and not verdict.permanent and verdict.retry_in_process
+def worth_retrying(outcome: Outcome | None) -> bool:
+    return outcome is None or (
+        isinstance(outcome, Retry) and outcome.in_process and outcome.outage is None
     )
 
 
 class HandlerInvoker:
-    """Runs one chunk through a handler and returns one verdict per envelope."""
+    """Runs one chunk through a handler and returns one outcome per envelope."""
 
-    def __init__(self, handler: EventHandler, settings: Settings, *, queue_name: str) -> None:
+    def __init__(
+        self,
+        handler: EventHandler,
+        *,
+        queue_name: str,
+        gate: DependencyGate,
+        attempts: int,
+        retry_base: float,
+    ) -> None:
         self._handler = handler
         self._queue_name = queue_name
-        self._attempts = settings.inprocess_retries + 1
-        base = settings.inprocess_retry_base_seconds
-        self._wait = wait_random_exponential(multiplier=base, max=base * 2**self._attempts)
+        self._gate = gate
+        self._attempts = max(1, attempts)
+        self._wait = wait_random_exponential(multiplier=retry_base, max=retry_base * 2**attempts)
 
-    async def run(self, envelopes: Sequence[Envelope]) -> list[Verdict]:
-        verdicts: list[Verdict | None] = [None] * len(envelopes)
+    async def run(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(envelopes)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
             wait=self._wait,
             retry=retry_if_result(bool),
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else [],
         )
-        await retrying(self._attempt, envelopes, verdicts)
-        return [v if v is not None else Failed("Unknown", "no outcome") for v in verdicts]
+        await retrying(self._attempt, envelopes, outcomes)
+        return [
+            o if o is not None else Retry("NoOutcome", "The handler gave no outcome.")
+            for o in outcomes
+        ]
 
     async def _attempt(
-        self, envelopes: Sequence[Envelope], verdicts: list[Verdict | None]
+        self, envelopes: Sequence[Envelope], outcomes: list[Outcome | None]
     ) -> list[int]:
-        """Call the handler for the envelopes still failing; return those still worth a retry."""
-        pending = [i for i, v in enumerate(verdicts) if needs_retry(v)]
+        """Call the handler for the envelopes still failing; return those worth another call."""
+        pending = [i for i, o in enumerate(outcomes) if worth_retrying(o)]
         results = await self._call([envelopes[i] for i in pending])
-        for i, verdict in zip(pending, results, strict=True):
-            verdicts[i] = verdict
-        return [i for i in pending if needs_retry(verdicts[i])]
+        for i, outcome in zip(pending, results, strict=True):
+            outcomes[i] = outcome
+        again = [i for i in pending if worth_retrying(outcomes[i])]
+        return again if self._gate.ready else []
 
-    async def _call(self, envelopes: Sequence[Envelope]) -> list[Verdict]:
+    async def _call(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
         started = time.perf_counter()
         try:
             with _correlation(envelopes):
-                outcomes = await self._handler.handle(envelopes)
-        except Exception as exc:  # every failure becomes a verdict, never a dead worker
-            return [from_exception(exc)] * len(envelopes)
+                outcomes = list(await self._handler.handle(envelopes))
+        except Exception as exc:  # every failure becomes an outcome, never a dead worker
+            outcomes = [classify(exc)] * len(envelopes)
         finally:
             HANDLER_DURATION.labels(self._queue_name).observe(time.perf_counter() - started)
         if len(outcomes) != len(envelopes):
             reason = f"handler returned {len(outcomes)} outcomes for {len(envelopes)} events"
-            return [Failed("HandlerContractError", reason, retry_in_process=False)] * len(envelopes)
-        return [from_outcome(o) for o in outcomes]
+            return [Retry("HandlerContractError", reason, in_process=False)] * len(envelopes)
+        for outcome in outcomes:
+            if isinstance(outcome, Retry) and outcome.outage is not None:
+                self._gate.mark_down(outcome.outage, outcome.reason)
+        return outcomes
 
 
 def _correlation(envelopes: Sequence[Envelope]) -> AbstractContextManager[None]:

@@ -20,14 +20,16 @@ import structlog
 
 from config.settings import Settings
 from consumers.deleter import BatchDeleter
+from consumers.delivery import as_delivered
+from consumers.gate import DependencyGate
 from consumers.heartbeat import Heartbeat
-from consumers.invoke import Failed, HandlerInvoker, Verdict
+from consumers.invoke import HandlerInvoker
 from consumers.messages import ReceivedMessage
-from consumers.settle import Settler
+from consumers.settle import SettleOptions, Settler
 from contracts.errors import PermanentError
 from contracts.events import Envelope, decode_body
 from contracts.metrics import IN_FLIGHT, MESSAGES_RECEIVED
-from contracts.outcomes import EventHandler
+from contracts.outcomes import DeadLetter, EventHandler, Outcome
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -81,15 +83,26 @@ class SqsConsumer:
             queue_name=queue_name,
             queue_url=queue_url,
             dlq_url=dlq_url,
-            settings=settings,
+            options=SettleOptions(
+                max_receive_count=settings.max_receive_count,
+                retry_base_seconds=settings.retry_base_seconds,
+                retry_max_seconds=settings.retry_max_seconds,
+            ),
             deleter=self._deleter,
         )
-        self._invoker = HandlerInvoker(handler, settings, queue_name=queue_name)
+        self.gate = DependencyGate(handler.dependencies, queue=queue_name)
+        self._invoker = HandlerInvoker(
+            handler,
+            queue_name=queue_name,
+            gate=self.gate,
+            attempts=settings.inprocess_retries + 1,
+            retry_base=settings.inprocess_retry_base_seconds,
+        )
 
     @property
     def ready(self) -> bool:
         """Polling, the last receive succeeded and the handler's dependencies answer."""
-        return self._polling and self._paused == 0 and not self._stop.is_set()
+        return self._polling and self._paused == 0 and self.gate.ready and not self._stop.is_set()
 
     @property
     def heartbeat_extensions(self) -> int:
@@ -103,6 +116,7 @@ class SqsConsumer:
         """Consume until `request_stop()` (or, with `burst`, until the queue is drained)."""
         self._deleter.start()
         self._heartbeat.start()
+        self.gate.start()
         pollers = [
             asyncio.create_task(self._poll(burst), name=f"poller-{self._queue_name}-{i}")
             for i in range(self._settings.pollers)
@@ -140,10 +154,12 @@ class SqsConsumer:
             self._stop.set()
 
     async def _wait_ready(self) -> None:
-        # Not ready while any poller waits on the handler (e.g. its breaker is open);
-        # a handler that is ready returns without suspending, so probes see no flicker.
+        # Not ready while any poller waits for a dependency that is down or on the
+        # handler's breaker; when all is well both return without suspending, so
+        # readiness probes see no flicker.
         self._paused += 1
         try:
+            await self.gate.wait_open()
             await self._handler.wait_ready()
         finally:
             self._paused -= 1
@@ -246,9 +262,9 @@ class SqsConsumer:
         try:
             decoded = await self._decode(chunk)
             if decoded:
-                verdicts = await self._invoker.run([env for _, env in decoded])
-                for (message, _), verdict in zip(decoded, verdicts, strict=True):
-                    await self._settle(message, verdict)
+                outcomes = await self._invoker.run([env for _, env in decoded])
+                for (message, _), outcome in zip(decoded, outcomes, strict=True):
+                    await self._settle(message, outcome)
         except Exception:
             # A bug here must not leak permits or kill the worker: the messages come
             # back after their visibility timeout.
@@ -266,16 +282,18 @@ class SqsConsumer:
             try:
                 envelope = decode_body(message.body)
             except PermanentError as exc:
-                await self._settle(message, Failed(exc.error_type, exc.message, permanent=True))
+                await self._settle(message, DeadLetter(exc.error_type, exc.message))
                 continue
             message.envelope_correlation_id = envelope.correlation_id or str(envelope.event_id)
-            decoded.append((message, envelope))
+            attributes = message.message_attributes.keys()
+            delivered = as_delivered(envelope, attempt=message.receive_count, attributes=attributes)
+            decoded.append((message, delivered))
         return decoded
 
-    async def _settle(self, message: ReceivedMessage, verdict: Verdict) -> None:
+    async def _settle(self, message: ReceivedMessage, outcome: Outcome) -> None:
         self._heartbeat.untrack(message)
         # Shielded: a shutdown deadline must not cut a DLQ send off from its delete.
-        await asyncio.shield(self._settler.settle(message, verdict))
+        await asyncio.shield(self._settler.settle(message, outcome))
         self._forget([message])
 
     # -- stopping ------------------------------------------------------------------
@@ -290,6 +308,7 @@ class SqsConsumer:
         await self._release(list(self._unsettled.values()))
         await self._deleter.close()
         await self._heartbeat.close()
+        await self.gate.close()
         self._polling = False
 
     def _take_buffered(self) -> list[ReceivedMessage]:

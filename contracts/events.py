@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_serializer
 
 from contracts.errors import (
     InvalidEvent,
@@ -106,6 +106,20 @@ class Envelope(_Model):
     correlation_id: str | None = Field(default=None, alias="correlationId")
     producer: str | None = None
     payload: Payload
+    # Set by the transport, never read from the body: whether this delivery may
+    # follow an earlier one (a receive count above one, a redrive or requeue mark).
+    _redelivered: bool = PrivateAttr(default=False)
+
+    @property
+    def redelivered(self) -> bool:
+        """Whether an earlier delivery of this event may already have had effects."""
+        return self._redelivered
+
+    def as_redelivery(self) -> Envelope:
+        """A copy marked as a possible redelivery (handlers then take their careful path)."""
+        copy = self.model_copy()
+        copy._redelivered = True
+        return copy
 
     @field_serializer("occurred_at")
     def _ser_time(self, value: datetime) -> str:

@@ -23,6 +23,15 @@ def fanout_marker_key(post_id: uuid.UUID | str) -> str:
     return f"fanout:{post_id}"
 
 
+def careful_until_key() -> str:
+    """UNIX seconds until which every fan-out checks each feed before pushing.
+
+    Written by `reconcile feeds` (which rewrites feeds from PostgreSQL), read by
+    the feed workers: a post reconcile already wrote must not be pushed twice.
+    """
+    return "fanout:careful-until"
+
+
 def unread_notifications_key(user_id: uuid.UUID | str) -> str:
     return f"notif:unread:{user_id}"
 

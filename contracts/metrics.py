@@ -96,3 +96,13 @@ CONSUMER_LAG = Gauge(
     "Kafka records not yet committed by a consumer group (replaces queue depth on Kafka).",
     ["group", "topic", "partition"],
 )
+DEPENDENCY_UP = Gauge(
+    "socialpipe_dependency_up",
+    "1 while a worker's dependency answers its probe, 0 while the worker pauses for it.",
+    ["queue", "dependency"],
+)
+MESSAGES_REQUEUED = Counter(
+    "socialpipe_messages_requeued_total",
+    "Messages sent back to their own queue with a fresh receive budget during an outage.",
+    ["queue", "dependency"],
+)

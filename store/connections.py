@@ -15,6 +15,7 @@ from typing import Final
 
 import asyncpg
 
+from contracts.failures import POSTGRES, boundary
 from transforms.fanout import UUID_BYTES, PackedIds
 
 DEFAULT_PAGE_SIZE: Final = 5000
@@ -45,6 +46,8 @@ NEXT_PAGE: Final = _PACKED.format(
     )
 )
 
+POST_EXISTS: Final = "SELECT EXISTS (SELECT 1 FROM posts WHERE id = $1 AND author_id = $2)"
+
 
 class PgConnectionSource:
     """Reads accepted connections, both directions, from PostgreSQL."""
@@ -55,8 +58,20 @@ class PgConnectionSource:
         self._pool = pool
         self._page_size = page_size
 
+    async def post_exists(self, post_id: uuid.UUID, author_id: uuid.UUID) -> bool:
+        """Whether `post_id` is a post of `author_id` (one primary-key lookup)."""
+        with boundary(f"Checking post {post_id} in PostgreSQL", dependency=POSTGRES):
+            found = await self._pool.fetchval(POST_EXISTS, post_id, author_id)
+        return bool(found)
+
     async def accepted_connections(self, user_id: uuid.UUID) -> PackedIds:
         """Every user joined to `user_id` by an accepted connection, sorted, once each."""
+        with boundary(
+            f"Reading the connections of user {user_id} from PostgreSQL", dependency=POSTGRES
+        ):
+            return await self._read_all(user_id)
+
+    async def _read_all(self, user_id: uuid.UUID) -> PackedIds:
         pages: list[bytes] = []
         last: uuid.UUID | None = None
         async with self._pool.acquire() as conn:

@@ -45,11 +45,16 @@ class FakeConnectionSource:
         self.down = False
         self.delay = 0.0
         self.during_read: Callable[[], Awaitable[None]] | None = None
+        # Every post exists unless named here.
+        self.missing_posts: set[uuid.UUID] = set()
 
     def connect(self, a: uuid.UUID, *others: uuid.UUID) -> None:
         for b in others:
             self._graph[a].add(b)
             self._graph[b].add(a)
+
+    async def post_exists(self, post_id: uuid.UUID, author_id: uuid.UUID) -> bool:
+        return post_id not in self.missing_posts
 
     async def accepted_connections(self, user_id: uuid.UUID) -> list[uuid.UUID]:
         self.calls += 1
@@ -92,6 +97,9 @@ class FlakyFeedStore:
     async def head(self, user_id: uuid.UUID, count: int) -> list[uuid.UUID]:
         return await self._inner.head(user_id, count)
 
+    async def careful_until(self) -> float:
+        return await self._inner.careful_until()
+
 
 class FakeFeedStore:
     """An in-memory `FeedStore` recording concurrency; `broken` feeds fail every push."""
@@ -103,6 +111,7 @@ class FakeFeedStore:
         self.calls: list[tuple[str, int]] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.careful_mark = 0.0
         self._pause = pause
 
     async def push_batch(
@@ -144,3 +153,6 @@ class FakeFeedStore:
 
     async def head(self, user_id: uuid.UUID, count: int) -> list[uuid.UUID]:
         return self.feeds[user_id][:count]
+
+    async def careful_until(self) -> float:
+        return self.careful_mark

@@ -27,10 +27,14 @@ import structlog
 
 from config.settings import Settings
 from consumers.backoff import visibility_backoff
-from consumers.failure_log import log_failure
-from consumers.invoke import Failed, HandlerInvoker, Verdict
+from consumers.classify import classify
+from consumers.delivery import as_delivered
+from consumers.failure_log import DEAD_LETTER, RETRY, log_failure
+from consumers.gate import DependencyGate
+from consumers.invoke import HandlerInvoker
 from consumers.kafka.records import Headers, KafkaRecord, dead_letter_headers, retry_headers
 from consumers.kafka.topics import dlq_topic, retry_topic
+from consumers.settle import OUTAGE_RETRY_CAP_SECONDS
 from contracts.errors import PermanentError
 from contracts.events import Envelope, decode_body
 from contracts.metrics import (
@@ -40,7 +44,7 @@ from contracts.metrics import (
     MESSAGES_RECEIVED,
     MESSAGES_RETRIED,
 )
-from contracts.outcomes import EventHandler
+from contracts.outcomes import Ack, DeadLetter, EventHandler, Failure, Outcome, Retry
 
 SEND_RETRY_PAUSE: Final = (0.2, 5.0)
 
@@ -79,7 +83,14 @@ class KafkaRunner:
         self._queue = queue_name
         self._event_types = frozenset(event_types)
         self._sender = sender
-        self._invoker = HandlerInvoker(handler, settings, queue_name=queue_name)
+        self.gate = DependencyGate(handler.dependencies, queue=queue_name)
+        self._invoker = HandlerInvoker(
+            handler,
+            queue_name=queue_name,
+            gate=self.gate,
+            attempts=settings.inprocess_retries + 1,
+            retry_base=settings.inprocess_retry_base_seconds,
+        )
         self._max_batch = max(1, handler.max_batch)
         self._slots = asyncio.Semaphore(concurrency)
         # Enough buffered records to fill every slot with a full batch, twice.
@@ -102,7 +113,8 @@ class KafkaRunner:
 
     @property
     def waiting_on_handler(self) -> bool:
-        return self._paused > 0
+        """Paused for a dependency that is down, or for the handler's own guard."""
+        return self._paused > 0 or not self.gate.ready
 
     # -- intake --------------------------------------------------------------------
 
@@ -137,6 +149,13 @@ class KafkaRunner:
 
     async def run(self) -> None:
         """Dispatch chunks until cancelled."""
+        self.gate.start()
+        try:
+            await self._dispatch()
+        finally:
+            await self.gate.close()
+
+    async def _dispatch(self) -> None:
         while True:
             await self._slots.acquire()
             try:
@@ -152,6 +171,7 @@ class KafkaRunner:
         while True:
             self._paused += 1
             try:
+                await self.gate.wait_open()
                 await self._handler.wait_ready()
             finally:
                 self._paused -= 1
@@ -182,16 +202,16 @@ class KafkaRunner:
         try:
             decoded = await self._decode(pending)
             if decoded:
-                verdicts = await self._invoker.run([env for _, env in decoded])
-                for (record, _), verdict in zip(decoded, verdicts, strict=True):
-                    await self._settle(record, verdict)
+                outcomes = await self._invoker.run([env for _, env in decoded])
+                for (record, _), outcome in zip(decoded, outcomes, strict=True):
+                    await self._settle(record, outcome)
                     pending.remove(record)
         except _Abandoned:
             pass
         except Exception as exc:
             # A bug here must not wedge the partition: what is left goes to the retry topic.
             log.exception("processing a chunk failed", queue=self._queue)
-            await self._settle_all(pending, Failed(type(exc).__name__, str(exc)))
+            await self._settle_all(pending, classify(exc))
         finally:
             IN_FLIGHT.labels(self._queue).dec(len(chunk))
             self._busy -= lanes
@@ -206,17 +226,18 @@ class KafkaRunner:
             try:
                 envelope = decode_body(record.value)
             except PermanentError as exc:
-                await self._settle(record, Failed(exc.error_type, exc.message, permanent=True))
+                await self._settle(record, DeadLetter(exc.error_type, exc.message))
                 pending.remove(record)
                 continue
             if envelope.event_type not in self._event_types:
                 await self._settle(record, None)
                 pending.remove(record)
                 continue
-            decoded.append((record, envelope))
+            delivered = as_delivered(envelope, attempt=record.attempts, attributes=record.headers)
+            decoded.append((record, delivered))
         return decoded
 
-    async def _settle_all(self, records: Sequence[KafkaRecord], failure: Failed) -> None:
+    async def _settle_all(self, records: Sequence[KafkaRecord], failure: Failure) -> None:
         for record in records:
             try:
                 await self._settle(record, failure)
@@ -225,44 +246,50 @@ class KafkaRunner:
 
     # -- settling ------------------------------------------------------------------
 
-    async def _settle(self, record: KafkaRecord, verdict: Verdict | None) -> None:
+    async def _settle(self, record: KafkaRecord, outcome: Outcome | None) -> None:
         # Shielded: a shutdown deadline must not cut a dead-letter send off from its ack.
-        await asyncio.shield(self._settle_now(record, verdict))
+        await asyncio.shield(self._settle_now(record, outcome))
 
-    async def _settle_now(self, record: KafkaRecord, verdict: Verdict | None) -> None:
-        if isinstance(verdict, Failed):
-            if verdict.permanent or record.attempts >= self._settings.max_receive_count:
-                await self._dead_letter(record, verdict)
-            else:
-                await self._retry_later(record, verdict)
-        elif verdict is not None:
+    async def _settle_now(self, record: KafkaRecord, outcome: Outcome | None) -> None:
+        last = record.attempts >= self._settings.max_receive_count
+        if isinstance(outcome, DeadLetter) or (
+            isinstance(outcome, Retry) and last and outcome.outage is None
+        ):
+            await self._dead_letter(record, outcome)
+        elif isinstance(outcome, Retry):
+            await self._retry_later(record, outcome)
+        elif isinstance(outcome, Ack):
             MESSAGES_ACKED.labels(self._queue).inc()
         record.ack()
         self.settled += 1
 
-    async def _dead_letter(self, record: KafkaRecord, failure: Failed) -> None:
+    async def _dead_letter(self, record: KafkaRecord, failure: Failure) -> None:
         headers = dead_letter_headers(
             record, failure, source_queue=self._queue, failed_at=datetime.now(UTC)
         )
         await self._deliver(dlq_topic(self._queue), record, headers)
         MESSAGES_DEAD_LETTERED.labels(self._queue, failure.error_type).inc()
-        self._log(record, failure, "message dead-lettered")
+        self._log(DEAD_LETTER, record, failure, "message dead-lettered")
 
-    async def _retry_later(self, record: KafkaRecord, failure: Failed) -> None:
-        if failure.delay is not None:
-            delay = max(0.0, failure.delay)
-        else:
-            delay = float(
-                visibility_backoff(
-                    record.attempts,
-                    base=self._settings.retry_base_seconds,
-                    cap=self._settings.retry_max_seconds,
-                )
-            )
-        headers = retry_headers(record, failure, retry_at=time.time() + delay)
+    async def _retry_later(self, record: KafkaRecord, failure: Retry) -> None:
+        delay = self._retry_delay(record, failure)
+        # An outage is not the record's fault: it keeps its attempt number, so it
+        # can never reach the dead-letter topic for it.
+        attempts = record.attempts if failure.outage is not None else record.attempts + 1
+        headers = retry_headers(record, failure, retry_at=time.time() + delay, attempts=attempts)
         await self._deliver(retry_topic(self._queue), record, headers)
         MESSAGES_RETRIED.labels(self._queue, failure.error_type).inc()
-        self._log(record, failure, "message will be retried", retryInSeconds=delay)
+        self._log(RETRY, record, failure, "message will be retried", retryInSeconds=delay)
+
+    def _retry_delay(self, record: KafkaRecord, failure: Retry) -> float:
+        if failure.delay is not None:
+            return max(0.0, failure.delay)
+        cap = self._settings.retry_max_seconds
+        if failure.outage is not None:
+            cap = min(cap, OUTAGE_RETRY_CAP_SECONDS)
+        return float(
+            visibility_backoff(record.attempts, base=self._settings.retry_base_seconds, cap=cap)
+        )
 
     async def _deliver(self, topic: str, record: KafkaRecord, headers: Headers) -> None:
         """Send until the broker has it; give up (record unacked) only when stopping."""
@@ -281,8 +308,11 @@ class KafkaRunner:
                 log.warning("settlement send failed", topic=topic, errorMessage=str(exc))
                 await asyncio.sleep(pause)
 
-    def _log(self, record: KafkaRecord, failure: Failed, event: str, **extra: object) -> None:
+    def _log(
+        self, level: int, record: KafkaRecord, failure: Failure, event: str, **extra: object
+    ) -> None:
         log_failure(
+            level,
             event,
             failure,
             correlation_id=record.correlation_id or record.record_id,

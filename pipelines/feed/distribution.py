@@ -1,17 +1,17 @@
 """Distribution: execute a fan-out plan against the feed store (DESIGN §5).
 
 `parallelism` batches are in flight at once, each one atomic round trip.
-A batch whose feeds partly failed is retried in-process with only the failed
-recipients, under the same digest, so that success marks the whole batch done.
-Recipients still failing after that are reported, never rolled back: the next
-delivery of the event serves only what is missing.
+Recipients whose feed failed are reported, never rolled back; the batch is not
+marked done, so the handler's next attempt (the invoker's in-process retry, or
+the queue's redelivery) serves only what is missing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import structlog
@@ -20,6 +20,10 @@ from pipelines.feed.ports import BatchResult, FeedStore
 from transforms.fanout import FanoutBatch, FanoutPlan
 
 log = structlog.get_logger(__name__)
+
+# Reconcile sets the mark before it writes a feed, and for a minute after: a
+# second of staleness here is covered by that margin.
+CAREFUL_MARK_CACHE_SECONDS = 1.0
 
 
 @dataclass(slots=True)
@@ -45,13 +49,19 @@ class Distributor:
         store: FeedStore,
         *,
         parallelism: int,
-        retries: int = 2,
-        retry_base_seconds: float = 0.05,
     ) -> None:
         self._store = store
         self._parallelism = parallelism
-        self._retries = retries
-        self._retry_base = retry_base_seconds
+        self._careful_mark: tuple[float, float] = (0.0, -CAREFUL_MARK_CACHE_SECONDS)
+
+    async def careful_until(self) -> float:
+        """The store's careful-until mark, read at most once a second."""
+        value, read_at = self._careful_mark
+        now = time.monotonic()
+        if now - read_at >= CAREFUL_MARK_CACHE_SECONDS:
+            value = await self._store.careful_until()
+            self._careful_mark = (value, now)
+        return value
 
     async def distribute(
         self, plan: FanoutPlan, *, owner: str, careful: bool
@@ -94,27 +104,15 @@ class Distributor:
         owner: str,
         careful: bool,
     ) -> None:
-        pending: Sequence[uuid.UUID] = batch.recipients
-        for attempt in range(self._retries + 1):
-            if attempt:
-                await asyncio.sleep(self._retry_base * 2 ** (attempt - 1))
-            result = await self._store.push_batch(
-                post_id, pending, digest=batch.digest, owner=owner, careful=careful
-            )
-            report.add(result)
-            if not result.failed:
-                return
-            pending = result.failed
-            log.debug(
-                "fanout batch partly failed",
-                postId=str(post_id),
-                digest=batch.digest,
-                failed=len(pending),
-                attempt=attempt + 1,
-            )
-        for user_id in pending:
+        # No retry here: the runtime's invoker is the one layer that retries, and
+        # its next call skips the batches marked done and checks before pushing.
+        result = await self._store.push_batch(
+            post_id, batch.recipients, digest=batch.digest, owner=owner, careful=careful
+        )
+        report.add(result)
+        for user_id in result.failed:
             log.warning("fanout target failed", postId=str(post_id), userId=str(user_id))
-        report.failed.extend(pending)
+        report.failed.extend(result.failed)
 
 
 def _honour_cancellation() -> None:

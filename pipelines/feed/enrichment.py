@@ -17,7 +17,8 @@ from collections.abc import Sequence
 import redis.asyncio as redis
 import structlog
 
-from contracts.errors import DependencyUnavailable, TransientError
+from contracts.errors import DependencyDown, DependencyUnavailable
+from contracts.failures import POSTGRES, REDIS, boundary, translate
 from contracts.keys import connections_cache_key
 from pipelines.feed.breaker import CircuitBreaker, CircuitOpenError
 from pipelines.feed.ports import ConnectionSource
@@ -83,11 +84,12 @@ class ConnectionLookup:
         """The accepted connections of `user_id`, either direction.
 
         Raises `DependencyUnavailable` when the breaker is open and no stale copy
-        exists, `TransientError` when the source failed and no stale copy exists.
+        exists, otherwise the source's own failure (see `contracts.failures`).
         """
-        cached, generation = await self._redis.mget(
-            connections_cache_key(user_id), generation_key(user_id)
-        )
+        with boundary("Reading cached connections from Redis", dependency=REDIS):
+            cached, generation = await self._redis.mget(
+                connections_cache_key(user_id), generation_key(user_id)
+            )
         if cached is not None:
             return unpack_ids(cached)
         try:
@@ -95,7 +97,8 @@ class ConnectionLookup:
         except Exception as exc:
             return await self._fallback(user_id, exc)
         self._starved = False
-        await self._store(user_id, ids, generation or b"")
+        with boundary("Caching connections in Redis", dependency=REDIS):
+            await self._store(user_id, ids, generation or b"")
         return ids
 
     async def invalidate(self, *user_ids: uuid.UUID) -> None:
@@ -104,12 +107,13 @@ class ConnectionLookup:
         Also bumps each user's generation, so a read that started before this
         invalidation (and may miss the new connection) does not re-cache its list.
         """
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for user in user_ids:
-                pipe.delete(connections_cache_key(user))
-                pipe.incr(generation_key(user))
-                pipe.expire(generation_key(user), self._fresh_ttl)
-            await pipe.execute()
+        with boundary("Invalidating cached connections in Redis", dependency=REDIS):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for user in user_ids:
+                    pipe.delete(connections_cache_key(user))
+                    pipe.incr(generation_key(user))
+                    pipe.expire(generation_key(user), self._fresh_ttl)
+                await pipe.execute()
 
     async def wait_ready(self) -> None:
         """Block while the breaker is open and the last read found no fallback."""
@@ -132,7 +136,8 @@ class ConnectionLookup:
         user_id: uuid.UUID,
         exc: Exception,
     ) -> Sequence[uuid.UUID]:
-        stale = await self._redis.get(stale_cache_key(user_id))
+        with boundary("Reading stale connections from Redis", dependency=REDIS):
+            stale = await self._redis.get(stale_cache_key(user_id))
         if stale is not None:
             log.warning(
                 "using stale connections", userId=str(user_id), reason=str(exc) or repr(exc)
@@ -140,8 +145,16 @@ class ConnectionLookup:
             return unpack_ids(stale)
         # Polling pauses (wait_ready) only while the breaker refuses calls.
         self._starved = not self._breaker.allows_call()
-        error = DependencyUnavailable if isinstance(exc, CircuitOpenError) else TransientError
-        raise error(
-            f"The connections of user {user_id} are unavailable"
-            f" ({str(exc) or type(exc).__name__}) and none are cached."
+        if isinstance(exc, CircuitOpenError):
+            raise DependencyUnavailable(
+                POSTGRES,
+                f"Reading the connections of user {user_id} failed: the breaker"
+                f" {exc.name!r} is open and none are cached.",
+            ) from exc
+        operation = f"Reading the connections of user {user_id}"
+        error = translate(exc, operation=operation, dependency=POSTGRES)
+        if isinstance(error, DependencyDown):
+            raise error from exc
+        raise type(error)(
+            f"{error.message} (none are cached)", error_type=error.error_type
         ) from exc

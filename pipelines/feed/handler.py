@@ -1,22 +1,27 @@
-"""The feed fan-out handler (DESIGN §5, seed PST-002).
+"""The feed fan-out handler.
 
-PostCreated: enrichment (the author's connections) → plan (pure transform) →
-distribution (Redis). ConnectionAccepted: drop both users' cached connection
-lists. Every other event type is acknowledged and ignored.
+PostCreated: a check against PostgreSQL (the post exists, by that author) →
+enrichment (the author's connections) → plan (pure transform) → distribution
+(Redis). ConnectionAccepted: drop both users' cached connection lists. Every
+other event type is acknowledged and ignored.
+
+Failures escape as exceptions (adapters already named the operation and the
+kind); the runtime's classifier turns them into outcomes. This handler returns
+outcomes only for its own decisions: a post that does not exist, a fan-out
+that left some feeds unwritten.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from contracts.errors import PermanentError, TransientError
+from contracts.errors import UnknownEntity
 from contracts.events import ConnectionAccepted, Envelope, PostCreated
 from contracts.metrics import (
     END_TO_END_LATENCY,
@@ -24,9 +29,10 @@ from contracts.metrics import (
     FANOUT_TARGETS_SKIPPED,
     FANOUT_TARGETS_WRITTEN,
 )
-from contracts.outcomes import ACK, DeadLetter, Outcome, Retry
+from contracts.outcomes import ACK, DeadLetter, Outcome, Probe, Retry
 from pipelines.feed.distribution import DistributionReport, Distributor
 from pipelines.feed.enrichment import ConnectionLookup
+from pipelines.feed.ports import ConnectionSource
 from transforms.fanout import plan_fanout
 
 log = structlog.get_logger(__name__)
@@ -49,49 +55,32 @@ class FeedHandler:
         self,
         *,
         lookup: ConnectionLookup,
+        posts: ConnectionSource,
         distributor: Distributor,
         batch_size: int,
         marker_ttl: int,
+        dependencies: Mapping[str, Probe] | None = None,
         now: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._lookup = lookup
+        self._posts = posts
         self._distributor = distributor
         self._batch_size = batch_size
         self._careful_after = timedelta(seconds=marker_ttl) - MARKER_SAFETY_MARGIN
+        self.dependencies: Mapping[str, Probe] = dict(dependencies or {})
         self._now = now
 
     async def handle(self, events: Sequence[Envelope]) -> Sequence[Outcome]:
-        """One outcome per envelope, in order; never raises for a bad message."""
-        return [await self._handle_one(event) for event in events]
+        """One outcome per envelope, in order (the runtime sends one at a time)."""
+        return [await self._dispatch(event) for event in events]
 
     async def wait_ready(self) -> None:
         """Blocks while the connection source's breaker is open with no fallback."""
         await self._lookup.wait_ready()
 
-    async def _handle_one(self, event: Envelope) -> Outcome:
-        with structlog.contextvars.bound_contextvars(
-            correlationId=event.correlation_id or str(event.event_id)
-        ):
-            try:
-                return await self._dispatch(event)
-            except PermanentError as exc:
-                log.warning("feed event rejected", errorMessage=exc.message)
-                return DeadLetter(exc.error_type, exc.message)
-            except TransientError as exc:
-                log.warning("feed event deferred", errorMessage=exc.message)
-                return Retry(exc.error_type, exc.message)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                log.warning("feed store unreachable", errorMessage=str(exc))
-                return Retry("TransientError", f"Redis is unreachable: {exc}.")
-            except Exception as exc:
-                # Unknown failures are retried: the queue's receive limit dead-letters
-                # them if they persist, with the stack trace logged here.
-                log.exception("feed event failed", eventPayload=event.to_json().decode())
-                return Retry(type(exc).__name__, str(exc) or type(exc).__name__)
-
     def _age(self, event: Envelope) -> timedelta:
         occurred = event.occurred_at
-        # A producer that omitted the offset still means UTC (DESIGN §3.3).
+        # A producer that omitted the offset still means UTC.
         if occurred.tzinfo is None:
             occurred = occurred.replace(tzinfo=UTC)
         return self._now() - occurred
@@ -106,14 +95,31 @@ class FeedHandler:
         log.debug("feed ignores event type", eventType=event.event_type)
         return ACK
 
+    async def _careful(self, event: Envelope) -> bool:
+        """Whether feeds may already hold the post, so each push must check first.
+
+        Read from the message (a redelivery, a requeue or a redrive), its age (its
+        marker may have expired) and reconcile's mark (feeds rewritten from the
+        truth) — not only from the fan-out marker, which a Redis restart can lose.
+        """
+        if event.redelivered or self._age(event) > self._careful_after:
+            return True
+        return await self._distributor.careful_until() >= time.time()
+
     async def _fan_out(self, event: Envelope, post: PostCreated) -> Outcome:
+        if not await self._posts.post_exists(post.post_id, post.author_id):
+            error = UnknownEntity(
+                f"Post {post.post_id} of author {post.author_id} does not exist in PostgreSQL;"
+                " nothing was fanned out."
+            )
+            log.warning("post not found", postId=str(post.post_id), errorMessage=error.message)
+            return DeadLetter(error.error_type, error.message)
         connections = await self._lookup.connections(post.author_id)
         plan = plan_fanout(post.post_id, post.author_id, connections, self._batch_size)
-        careful = self._age(event) > self._careful_after
         # A fresh owner per attempt: a redelivery is a different owner, which makes
         # the marker switch every later batch of this post to checking mode.
         report = await self._distributor.distribute(
-            plan, owner=secrets.token_hex(8), careful=careful
+            plan, owner=secrets.token_hex(8), careful=await self._careful(event)
         )
         _count(report)
         if report.failed:

@@ -17,6 +17,10 @@ class ConnectionSource(Protocol):
         """Every user joined to `user_id` by an accepted connection, either direction."""
         ...
 
+    async def post_exists(self, post_id: uuid.UUID, author_id: uuid.UUID) -> bool:
+        """Whether `post_id` is a post of `author_id`: an event is a trigger, not the truth."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
@@ -54,4 +58,8 @@ class FeedStore(Protocol):
 
     async def head(self, user_id: uuid.UUID, count: int) -> list[uuid.UUID]:
         """The newest `count` post ids of a feed."""
+        ...
+
+    async def careful_until(self) -> float:
+        """UNIX seconds until which every push must check feeds first (0: no such mark)."""
         ...

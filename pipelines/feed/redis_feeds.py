@@ -16,7 +16,8 @@ from typing import Any, Final
 import redis.asyncio as redis
 from redis.exceptions import NoScriptError
 
-from contracts.keys import FEED_PREFIX, fanout_marker_key, feed_key
+from contracts.failures import REDIS, boundary
+from contracts.keys import FEED_PREFIX, careful_until_key, fanout_marker_key, feed_key
 from pipelines.feed.ports import BatchResult
 from transforms.fanout import PackedIds
 
@@ -87,8 +88,24 @@ class RedisFeedStore:
             self._max_length,
             self._marker_ttl,
         ]
-        reply = await self._evalsha(len(recipients) + 1, head, feeds, tail)
+        with boundary(
+            f"Pushing post {post_id} to {len(recipients)} feeds in Redis", dependency=REDIS
+        ):
+            reply = await self._evalsha(len(recipients) + 1, head, feeds, tail)
         return _result(reply, recipients)
+
+    async def careful_until(self) -> float:
+        """Until when (UNIX seconds) every fan-out must check feeds before pushing.
+
+        Set by `socialpipe reconcile feeds` while and just after it rewrites feeds:
+        a post it already wrote must not be pushed a second time by a first delivery.
+        """
+        with boundary("Reading the careful-until mark from Redis", dependency=REDIS):
+            raw = await self._client.get(careful_until_key())
+        try:
+            return float(raw) if raw is not None else 0.0
+        except ValueError:
+            return 0.0
 
     async def head(self, user_id: uuid.UUID, count: int) -> list[uuid.UUID]:
         """See `FeedStore.head`."""

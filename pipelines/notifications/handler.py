@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-import asyncpg
 import structlog
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from contracts.errors import PermanentError, TransientError
 from contracts.events import Envelope, utcnow
 from contracts.metrics import END_TO_END_LATENCY, NOTIFICATIONS_CREATED
-from contracts.outcomes import ACK, DeadLetter, Outcome, Retry
+from contracts.outcomes import ACK, Outcome, Probe
 from pipelines.notifications.plan import plan_notification
 from pipelines.notifications.ports import NotificationStore, UnreadCounters
 
 log = structlog.get_logger("notifications")
-
-_TRANSIENT = (
-    TransientError,
-    OSError,
-    TimeoutError,
-    RedisConnectionError,
-    RedisTimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.TooManyConnectionsError,
-)
 
 
 class NotificationsHandler:
@@ -39,11 +24,20 @@ class NotificationsHandler:
     """
 
     name = "notifications"
-    max_batch = 10
+    # One event per call: a failure escapes as an exception and must not take
+    # the fate of other events with it.
+    max_batch = 1
 
-    def __init__(self, store: NotificationStore, counters: UnreadCounters) -> None:
+    def __init__(
+        self,
+        store: NotificationStore,
+        counters: UnreadCounters,
+        *,
+        dependencies: Mapping[str, Probe] | None = None,
+    ) -> None:
         self._store = store
         self._counters = counters
+        self.dependencies: Mapping[str, Probe] = dict(dependencies or {})
 
     async def wait_ready(self) -> None:
         return None
@@ -52,21 +46,8 @@ class NotificationsHandler:
         return [await self._handle_one(e) for e in events]
 
     async def _handle_one(self, envelope: Envelope) -> Outcome:
-        try:
-            await self._notify(envelope)
-        except PermanentError as exc:
-            return DeadLetter(exc.error_type, exc.message)
-        except _TRANSIENT as exc:
-            log.warning(
-                "notification deferred",
-                correlationId=envelope.correlation_id,
-                errorMessage=str(exc),
-                eventId=str(envelope.event_id),
-            )
-            return Retry(type(exc).__name__, str(exc) or type(exc).__name__)
-        except asyncpg.PostgresError as exc:
-            # Constraint and data errors will fail the same way on every retry.
-            return DeadLetter(type(exc).__name__, str(exc))
+        # Failures escape: the adapters named them, the runtime classifies them.
+        await self._notify(envelope)
         return ACK
 
     async def _notify(self, envelope: Envelope) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from contracts.failures import POSTGRES, boundary
 from pipelines.notifications.plan import Notification
 
 
@@ -15,6 +16,10 @@ class PgNotificationStore:
 
     async def save(self, notification: Notification) -> bool:
         n = notification
+        with boundary(f"Saving notification {n.event_id} in PostgreSQL", dependency=POSTGRES):
+            return await self._save(n)
+
+    async def _save(self, n: Notification) -> bool:
         async with self._pool.acquire() as conn:
             # A user deleted meanwhile has nobody to notify: insert nothing.
             inserted = await conn.fetchval(

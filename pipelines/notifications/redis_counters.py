@@ -7,6 +7,7 @@ from typing import Any, Final
 
 import orjson
 
+from contracts.failures import REDIS, boundary
 from contracts.keys import unread_notifications_key
 from pipelines.notifications.plan import Notification
 
@@ -53,7 +54,8 @@ class RedisUnreadCounters:
         )
         keys = [counted_key(notification.event_id), unread_notifications_key(notification.user_id)]
         args = [COUNTED_TTL_SECONDS, notifications_channel(notification.user_id), message]
-        return int(await self._count_once(keys=keys, args=args))
+        with boundary("Counting an unread notification in Redis", dependency=REDIS):
+            return int(await self._count_once(keys=keys, args=args))
 
     async def reset(self, user_id: uuid.UUID, unread: int = 0) -> None:
         await self._redis.set(unread_notifications_key(user_id), unread)

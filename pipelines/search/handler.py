@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
 import structlog
 
-from contracts.errors import PipelineError, TransientError
 from contracts.events import Envelope, UserProfileUpdated, utcnow
+from contracts.failures import POSTGRES, SEARCH_INDEX, boundary
 from contracts.metrics import END_TO_END_LATENCY
-from contracts.outcomes import ACK, DeadLetter, Outcome, Retry
-from pipelines.search.bulk import with_retries
+from contracts.outcomes import ACK, DeadLetter, Outcome, Probe, Retry
 from pipelines.search.ports import SearchIndex, Tombstone, WriteReport
-from pipelines.search.postgres import is_transient
 from store.profiles import ProfileBatch, load_profiles
 from transforms.search_document import (
     ProfileSource,
@@ -68,7 +65,8 @@ async def index_users(
     load: ProfileLoader, index: SearchIndex, user_ids: Sequence[uuid.UUID]
 ) -> IndexResult:
     """The indexing stage for a set of users, shared by the worker, rebuilds and the bench."""
-    batch = await with_retries(lambda: load(user_ids), is_transient=is_transient)
+    with boundary(f"Loading {len(user_ids)} profiles from PostgreSQL", dependency=POSTGRES):
+        batch = await load(user_ids)
     docs, invalid = build_documents(batch.profiles)
     tombstones = [Tombstone(uid, version) for uid, version in batch.gone.items()]
     report = await index.write(docs, tombstones)
@@ -81,10 +79,18 @@ class SearchHandler:
     name = "search"
     max_batch = 100
 
-    def __init__(self, load: ProfileLoader, index: SearchIndex, *, ready_poll: float = 1.0) -> None:
+    def __init__(
+        self,
+        load: ProfileLoader,
+        index: SearchIndex,
+        *,
+        dependencies: Mapping[str, Probe] | None = None,
+    ) -> None:
         self.load = load
         self.index = index
-        self.ready_poll = ready_poll
+        self.dependencies: Mapping[str, Probe] = (
+            dict(dependencies) if dependencies is not None else {SEARCH_INDEX: index.ping}
+        )
         self.last_result: IndexResult | None = None
 
     async def handle(self, events: Sequence[Envelope]) -> Sequence[Outcome]:
@@ -100,25 +106,15 @@ class SearchHandler:
                     "InvalidEvent", f"search-indexing does not handle {envelope.event_type} events."
                 )
         if by_user:
-            failure = await self._index(list(by_user))
+            # Failures of the whole batch escape: the runtime classifies them once.
+            result = await index_users(self.load, self.index, list(by_user))
+            self.last_result = result
             for user_id, positions in by_user.items():
-                outcome = failure if isinstance(failure, Retry) else self._outcome(failure, user_id)
+                outcome = self._outcome(result, user_id)
                 for i in positions:
                     outcomes[i] = outcome
             self._observe(events, outcomes)
         return [o if o is not None else ACK for o in outcomes]
-
-    async def _index(self, user_ids: list[uuid.UUID]) -> IndexResult | Retry:
-        try:
-            result = await index_users(self.load, self.index, user_ids)
-        except (TransientError, asyncpg.PostgresError, OSError, TimeoutError) as exc:
-            # Unknown database errors are retried too: the queue's receive limit
-            # turns a persistent one into a dead letter with its reason.
-            error_type = exc.error_type if isinstance(exc, PipelineError) else type(exc).__name__
-            log.warning("search indexing failed", errorMessage=str(exc), users=len(user_ids))
-            return Retry(error_type, f"Search indexing failed: {exc}")
-        self.last_result = result
-        return result
 
     @staticmethod
     def _outcome(result: IndexResult, user_id: uuid.UUID) -> Outcome:
@@ -128,6 +124,9 @@ class SearchHandler:
         refused = result.report.failed.get(user_id)
         if refused is not None:
             return DeadLetter("DocumentRejected", refused)
+        throttled = result.report.throttled.get(user_id)
+        if throttled is not None:
+            return Retry("DocumentThrottled", throttled)
         return ACK
 
     @staticmethod
@@ -139,11 +138,5 @@ class SearchHandler:
                 END_TO_END_LATENCY.labels("search", envelope.event_type).observe(seconds)
 
     async def wait_ready(self) -> None:
-        """Return once the index answers; while it does not, polling waits here."""
-        while True:
-            try:
-                await self.index.ping()
-                return
-            except Exception as exc:  # any failure means "not ready yet"
-                log.warning("search index not ready", errorMessage=str(exc))
-                await asyncio.sleep(self.ready_poll)
+        """Nothing of its own to wait for: the runtime's gate probes the dependencies."""
+        return None

@@ -28,9 +28,9 @@ from typing import Any, Final, Literal
 import orjson
 import structlog
 from opensearchpy import AsyncOpenSearch, NotFoundError, TransportError
-from opensearchpy import ConnectionError as OpenSearchConnectionError
 
-from pipelines.search.bulk import chunked, with_retries
+from contracts.failures import SEARCH_INDEX, boundary
+from pipelines.search.bulk import chunked
 from pipelines.search.ports import SearchHit, SearchQuery, Tombstone, WriteReport
 from transforms.search_document import UserSearchDocument, normalise
 
@@ -95,12 +95,6 @@ TEMPLATE_BODY: Final[dict[str, Any]] = {
 }
 
 _RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
-
-
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, OpenSearchConnectionError | OSError | TimeoutError):
-        return True
-    return isinstance(exc, TransportError) and exc.status_code in _RETRY_STATUSES
 
 
 def index_name(generation: int) -> str:
@@ -216,16 +210,12 @@ class OpenSearchIndex:
         write_target: str = WRITE_ALIAS,
         max_count: int = 500,
         max_bytes: int = 5 * 1024 * 1024,
-        attempts: int = 4,
-        retry_base: float = 0.05,
     ) -> None:
         self.client = client
         self.read_target = read_target
         self.write_target = write_target
         self.max_count = max_count
         self.max_bytes = max_bytes
-        self.attempts = attempts
-        self.retry_base = retry_base
 
     async def ensure(self) -> None:
         """Install the template and, on an empty cluster, `users_v1` behind both aliases."""
@@ -280,32 +270,17 @@ class OpenSearchIndex:
         version_type: VersionType = "external",
     ) -> WriteReport:
         report = WriteReport()
-        pending_docs, pending_stones = list(docs), list(tombstones)
-
-        async def attempt() -> None:
-            nonlocal pending_docs, pending_stones
-            lines = bulk_lines(
-                self.write_target, pending_docs, pending_stones, version_type=version_type
-            )
-            body = b"\n".join(lines).decode() + "\n"
-            response = await self.client.bulk(body=body)
-            retry_ids = _tally(response, report)
-            pending_docs = [d for d in pending_docs if d.user_id in retry_ids]
-            pending_stones = [t for t in pending_stones if t.user_id in retry_ids]
-            if retry_ids:
-                # Only the throttled or failed items travel again.
-                raise _ItemsToRetry(f"{len(retry_ids)} bulk items were throttled or failed")
-
-        await self._call(attempt, extra=_ItemsToRetry)
+        lines = bulk_lines(self.write_target, docs, tombstones, version_type=version_type)
+        body = b"\n".join(lines).decode() + "\n"
+        response = await self._call(functools.partial(self.client.bulk, body=body))
+        # Throttled items are the runtime's to retry, for just their users.
+        _tally(response, report)
         return report
 
-    async def _call(self, op: Any, *, extra: type[Exception] | None = None) -> Any:
-        def transient(exc: BaseException) -> bool:
-            return is_transient(exc) or (extra is not None and isinstance(exc, extra))
-
-        return await with_retries(
-            op, is_transient=transient, attempts=self.attempts, base=self.retry_base
-        )
+    async def _call(self, op: Any) -> Any:
+        # One call: the runtime's invoker is the one layer that retries.
+        with boundary("Calling OpenSearch", dependency=SEARCH_INDEX):
+            return await op()
 
     async def get_many(self, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, UserSearchDocument]:
         """The stored documents of `user_ids`, by one realtime `mget` on the write target."""
@@ -388,18 +363,13 @@ class OpenSearchIndex:
         await self.client.cluster.health(params={"timeout": "5s"})
 
 
-class _ItemsToRetry(Exception):
-    pass
-
-
-def _tally(response: dict[str, Any], report: WriteReport) -> set[uuid.UUID]:
-    """Count each bulk item's result into `report`; return the ids to send again."""
-    retry: set[uuid.UUID] = set()
+def _tally(response: dict[str, Any], report: WriteReport) -> None:
+    """Count each bulk item's result into `report`."""
     for item in response.get("items", []):
         action, result = next(iter(item.items()))
         user_id, status = uuid.UUID(result["_id"]), int(result["status"])
         if status in _RETRY_STATUSES:
-            retry.add(user_id)
+            report.throttled[user_id] = f"OpenSearch could not take the document now ({status})"
         elif status == 409:
             report.stale += 1
         elif action == "delete" and status in (200, 404):
@@ -411,7 +381,6 @@ def _tally(response: dict[str, Any], report: WriteReport) -> set[uuid.UUID]:
             error = result.get("error", {})
             reason = error.get("reason", "") if isinstance(error, dict) else str(error)
             report.failed[user_id] = f"OpenSearch refused the document ({status}): {reason}"
-    return retry
 
 
 def _doc_size(doc: UserSearchDocument) -> int:

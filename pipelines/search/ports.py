@@ -27,6 +27,8 @@ class WriteReport:
     stale: int = 0
     deleted: int = 0
     failed: dict[uuid.UUID, str] = field(default_factory=dict)
+    # Refused for now (throttled, 5xx per item): retried for just these users.
+    throttled: dict[uuid.UUID, str] = field(default_factory=dict)
 
     def add(self, other: WriteReport) -> None:
         self.written += other.written
@@ -34,6 +36,7 @@ class WriteReport:
         self.stale += other.stale
         self.deleted += other.deleted
         self.failed.update(other.failed)
+        self.throttled.update(other.throttled)
 
 
 @dataclass(frozen=True, slots=True)

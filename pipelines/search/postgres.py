@@ -16,28 +16,13 @@ from typing import Any, Final
 
 import asyncpg
 
-from pipelines.search.bulk import chunked, with_retries
+from contracts.failures import POSTGRES, boundary
+from pipelines.search.bulk import chunked
 from pipelines.search.ports import SearchHit, SearchQuery, Tombstone, WriteReport
 from transforms.search_document import UserSearchDocument, normalise
 
 TABLE: Final = "search_documents"
 SEP: Final = "\x1f"  # never in a value: the transform collapses all whitespace, \x1f included
-
-_TRANSIENT = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.SerializationError,
-    asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.QueryCanceledError,
-    asyncpg.InterfaceError,
-    OSError,
-    TimeoutError,
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, _TRANSIENT)
 
 
 def _upsert_sql(table: str, *, repair: bool = False) -> str:
@@ -161,15 +146,11 @@ class PostgresSearchIndex:
         table: str = TABLE,
         max_count: int = 2000,
         max_bytes: int = 4 * 1024 * 1024,
-        attempts: int = 4,
-        retry_base: float = 0.05,
     ) -> None:
         self.pool = pool
         self.table = table
         self.max_count = max_count
         self.max_bytes = max_bytes
-        self.attempts = attempts
-        self.retry_base = retry_base
 
     async def write(
         self, docs: Sequence[UserSearchDocument], tombstones: Sequence[Tombstone] = ()
@@ -184,12 +165,9 @@ class PostgresSearchIndex:
         return report
 
     async def _retry(self, op: Any, chunk: Sequence[Any]) -> WriteReport:
-        result: WriteReport = await with_retries(
-            lambda: op(chunk),
-            is_transient=is_transient,
-            attempts=self.attempts,
-            base=self.retry_base,
-        )
+        # One call: the runtime's invoker is the one layer that retries.
+        with boundary(f"Writing {len(chunk)} search documents to PostgreSQL", dependency=POSTGRES):
+            result: WriteReport = await op(chunk)
         return result
 
     async def _upsert(

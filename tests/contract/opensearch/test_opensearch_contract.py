@@ -3,16 +3,21 @@
 Each test replays one file of `recorded/` on a loopback server and checks that
 the adapter sent exactly the recorded requests (paths, query strings, JSON
 bodies, NDJSON lines with their action metadata) and read the responses right.
+The adapter calls OpenSearch once per request: a refusal is reported or raised
+as our own failure type, never retried in the adapter.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
-from opensearchpy import AsyncOpenSearch
+from opensearchpy import AsyncOpenSearch, TransportError
 
+from contracts.errors import DependencyDown, TransientError
+from contracts.failures import SEARCH_INDEX
 from pipelines.search.opensearch import OpenSearchIndex
 from pipelines.search.ports import SearchQuery, Tombstone
 from tests.contract.opensearch.replay import Replay, load, serve
@@ -48,19 +53,20 @@ DOCS = [
 ]
 TOMBSTONES = [Tombstone(D, 50), Tombstone(E, 51)]
 
-Replayer = Callable[[str], Awaitable[tuple[Replay, OpenSearchIndex]]]
+Replayer = Callable[[str | list[dict[str, Any]]], Awaitable[tuple[Replay, OpenSearchIndex]]]
 
 
 @pytest.fixture
 async def replay() -> AsyncIterator[Replayer]:
     cleanups: list[Callable[[], Awaitable[None]]] = []
 
-    async def start(name: str) -> tuple[Replay, OpenSearchIndex]:
-        recorded = Replay(load(name))
+    async def start(exchanges: str | list[dict[str, Any]]) -> tuple[Replay, OpenSearchIndex]:
+        """Replay the recorded file of that name, or these exchanges."""
+        recorded = Replay(load(exchanges) if isinstance(exchanges, str) else exchanges)
         runner, url = await serve(recorded)
         client = AsyncOpenSearch(hosts=[url], max_retries=0)
         cleanups.extend([runner.cleanup, client.close])
-        return recorded, OpenSearchIndex(client, retry_base=0.001)
+        return recorded, OpenSearchIndex(client)
 
     yield start
     for cleanup in reversed(cleanups):
@@ -114,18 +120,61 @@ async def test_private_document_is_sent_without_restricted_fields(replay: Replay
     assert set(private) == {"userId", "fullName", "skills", "visibility", "version", "contentHash"}
 
 
-async def test_throttled_items_alone_are_retried_and_mapping_errors_reported(
+async def test_throttled_items_are_reported_for_the_runtime_to_retry_not_sent_again(
     replay: Replayer,
 ) -> None:
     # GIVEN a bulk response with one 429 and one strict-mapping refusal
     recorded, index = await replay("bulk_throttled")
     # WHEN the batch is written
     report = await index.write(DOCS)
-    # THEN only the throttled document is sent again, and the refused one is reported
+    # THEN one bulk call went out (the adapter retries nothing itself)
     assert recorded.received == recorded.expected()
-    assert [line["index"]["_id"] for line in recorded.received[2]["ndjson"][::2]] == [str(B)]
-    assert report.written == 2
+    assert [r["path"] for r in recorded.received].count("/_bulk") == 1
+    # AND the throttled document is reported as throttled, the refused one as failed
+    assert report.written == 1
+    assert set(report.throttled) == {B} and "429" in report.throttled[B]
     assert set(report.failed) == {C} and "strict" in report.failed[C]
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_a_refused_bulk_request_is_sent_once_and_raised_as_transient(
+    replay: Replayer, status: int
+) -> None:
+    # GIVEN a cluster that answers the whole bulk request with `status`
+    mget, bulk = load("bulk_throttled")
+    refused = {
+        "request": bulk["request"],
+        "response": {
+            "status": status,
+            "json": {"error": {"type": "es_rejected_execution_exception", "reason": "busy"}},
+        },
+    }
+    recorded, index = await replay([mget, refused])
+    # WHEN the batch is written
+    with pytest.raises(TransientError) as raised:
+        await index.write(DOCS)
+    # THEN the bulk request was sent exactly once, and the error names the operation
+    assert recorded.received == recorded.expected()
+    assert not isinstance(raised.value, DependencyDown)
+    assert raised.value.message.startswith("Calling OpenSearch failed:")
+    assert isinstance(raised.value.__cause__, TransportError)
+    assert raised.value.__cause__.status_code == status
+
+
+async def test_an_unreachable_cluster_is_an_outage_of_the_search_index() -> None:
+    # GIVEN a cluster nobody listens for (a closed loopback port)
+    runner, url = await serve(Replay([]))
+    await runner.cleanup()
+    client = AsyncOpenSearch(hosts=[url], max_retries=0)
+    try:
+        # WHEN a batch is written
+        with pytest.raises(DependencyDown) as raised:
+            await OpenSearchIndex(client).write(DOCS)
+    finally:
+        await client.close()
+    # THEN the failure names the search index as the dependency that is down
+    assert raised.value.dependency == SEARCH_INDEX
+    assert raised.value.message.startswith("Calling OpenSearch failed:")
 
 
 async def test_search_sends_filters_as_normalised_terms_and_reads_hits(replay: Replayer) -> None:

@@ -16,6 +16,7 @@ import pytest
 from opensearchpy import AsyncOpenSearch, NotFoundError
 from opensearchpy.exceptions import AuthorizationException
 
+from contracts.failures import UnexpectedError
 from pipelines.search.opensearch import OpenSearchIndex
 from reconcile.search import SearchReconcileOptions, SearchReconciler
 from tests.contract.opensearch.matching import MatchingReplay, canonical
@@ -42,7 +43,7 @@ async def server() -> AsyncIterator[Server]:
         runner, url = await serve(replay)
         client = AsyncOpenSearch(hosts=[url], max_retries=0)
         cleanups.extend([runner.cleanup, client.close])
-        return OpenSearchIndex(client, retry_base=0.001)
+        return OpenSearchIndex(client)
 
     yield start
     for cleanup in reversed(cleanups):
@@ -121,13 +122,16 @@ async def test_a_failed_page_deletes_the_point_in_time_and_raises(server: Server
     index = await server(recorded)
     seen: list[list[uuid.UUID]] = []
     # WHEN the scan reaches the second page
-    with pytest.raises(NotFoundError):
+    with pytest.raises(UnexpectedError) as raised:
         async for page in index.scan_ids(2):
             seen.append(page)
     # THEN the first page was yielded, the PIT delete was still sent, and its
-    # unsuccessful answer did not replace the scan's own error
+    # unsuccessful answer did not replace the scan's own error (the lost PIT,
+    # named as the failed OpenSearch call and not retried by the adapter)
     assert seen == [[A, B]]
     assert recorded.received == recorded.expected()
+    assert raised.value.message.startswith("Calling OpenSearch failed:")
+    assert isinstance(raised.value.__cause__, NotFoundError)
 
 
 async def test_repair_rewrites_an_equal_version_and_counts_a_newer_one_stale(
@@ -253,7 +257,12 @@ async def test_a_reconcile_failing_mid_scan_deletes_the_point_in_time(
     # WHEN reconciliation runs
     with pytest.raises(ExceptionGroup) as failed:
         await SearchReconciler(db, index, SearchReconcileOptions(batch_size=2, parallelism=1)).run()
-    # THEN the refusal ends the run, and the PIT was deleted before it returned
-    assert failed.group_contains(AuthorizationException)
+    # THEN the refusal ends the run (sent once, raised as our unexpected failure
+    # with OpenSearch's own error as its cause), and the PIT was deleted before it returned
+    assert failed.group_contains(UnexpectedError)
+    refused = failed.value.subgroup(UnexpectedError)
+    assert refused is not None
+    (error,) = refused.exceptions
+    assert isinstance(error.__cause__, AuthorizationException)
     assert recorded.paths()[-1] == PIT_DELETE
     assert recorded.unmatched == [] and recorded.unanswered() == []

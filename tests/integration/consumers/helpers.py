@@ -12,7 +12,7 @@ from config.settings import Settings
 from consumers.runtime import SqsConsumer
 from consumers.topology import Topology
 from contracts.events import Envelope
-from contracts.outcomes import ACK, Outcome
+from contracts.outcomes import ACK, Outcome, Probe
 
 Behaviour = Callable[[Envelope, int], Awaitable[Outcome]]
 
@@ -28,6 +28,7 @@ class ScriptedHandler:
 
     def __init__(self, behaviour: Behaviour = always_ack, *, max_batch: int = 1) -> None:
         self.max_batch = max_batch
+        self.dependencies: dict[str, Probe] = {}
         self._behaviour = behaviour
         self.calls: Counter[uuid.UUID] = Counter()
         self.started: list[uuid.UUID] = []

@@ -1,18 +1,27 @@
-"""Handler invocation: per-envelope verdicts and in-process retries of only what failed."""
+"""Handler invocation: one outcome per envelope, and the one layer that retries in process.
+
+Transient failures are retried here, only for the envelopes still failing; an
+outage closes the dependency gate and ends the retries at once; failures not
+known to be transient are left to the queue's redelivery.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
-from consumers.invoke import Failed, HandlerInvoker
-from contracts.errors import InvalidEvent, TransientError
+import pytest
+
+from consumers.gate import DependencyGate
+from consumers.invoke import HandlerInvoker
+from contracts.errors import DependencyDown, InvalidEvent, TransientError
 from contracts.events import Envelope, new_envelope
-from contracts.outcomes import ACK, Ack, DeadLetter, Outcome, Retry
-from tests.conftest import make_settings
+from contracts.failures import POSTGRES, REDIS
+from contracts.outcomes import ACK, DeadLetter, Outcome, Probe, Retry
 from tests.factories import post_created
 
-SETTINGS = make_settings(inprocess_retries=3, inprocess_retry_base_seconds=0.0)
+ATTEMPTS = 4
 
 
 class _Handler:
@@ -22,6 +31,7 @@ class _Handler:
     def __init__(self, script: dict[int, list[Outcome | Exception]]) -> None:
         self.script = script
         self.calls: list[int] = []
+        self.dependencies: Mapping[str, Probe] = {}
 
     async def handle(self, events: Sequence[Envelope]) -> Sequence[Outcome]:
         self.calls.append(len(events))
@@ -37,12 +47,39 @@ class _Handler:
         return None
 
 
+class _Dependency:
+    """A probe that fails while `up` is False."""
+
+    def __init__(self) -> None:
+        self.up = False
+
+    async def __call__(self) -> None:
+        if not self.up:
+            raise ConnectionRefusedError("still down")
+
+
+@pytest.fixture
+def redis() -> _Dependency:
+    return _Dependency()
+
+
+@pytest.fixture
+async def gate(redis: _Dependency) -> AsyncIterator[DependencyGate]:
+    gate = DependencyGate({REDIS: redis}, queue="q", recovery_pause=(0.01, 0.01))
+    yield gate
+    await gate.close()
+
+
+def _invoker(handler: _Handler, gate: DependencyGate) -> HandlerInvoker:
+    return HandlerInvoker(handler, queue_name="q", gate=gate, attempts=ATTEMPTS, retry_base=0.0)
+
+
 def _events(n: int) -> list[Envelope]:
     # Event ids 0..n-1 so the script can address each envelope by position.
     return [new_envelope(post_created().payload, event_id=uuid.UUID(int=i)) for i in range(n)]
 
 
-async def test_only_still_failing_envelopes_are_retried() -> None:
+async def test_only_still_failing_envelopes_are_retried(gate: DependencyGate) -> None:
     # GIVEN three envelopes: one acks, one needs two retries, one is dead-lettered
     handler = _Handler(
         {
@@ -52,45 +89,108 @@ async def test_only_still_failing_envelopes_are_retried() -> None:
         }
     )
     # WHEN invoked
-    verdicts = await HandlerInvoker(handler, SETTINGS, queue_name="q").run(_events(3))
-    # THEN each has its verdict and retries re-sent only the failing envelope
-    assert isinstance(verdicts[0], Ack)
-    assert isinstance(verdicts[1], Ack)
-    assert verdicts[2] == Failed("Invalid", "bad", permanent=True)
+    outcomes = await _invoker(handler, gate).run(_events(3))
+    # THEN each has its outcome and retries re-sent only the failing envelope
+    assert outcomes == [ACK, ACK, DeadLetter("Invalid", "bad")]
     assert handler.calls == [3, 1, 1]
+    assert gate.ready
 
 
-async def test_transient_exception_exhausts_in_process_retries() -> None:
+async def test_a_persistent_transient_exception_is_called_attempts_times(
+    gate: DependencyGate,
+) -> None:
     # GIVEN a handler that always raises a transient error
-    handler = _Handler({0: [TransientError("down")] * 4})
-    # WHEN invoked THEN it was tried 1 + 3 times and the verdict is a retryable failure
-    (verdict,) = await HandlerInvoker(handler, SETTINGS, queue_name="q").run(_events(1))
-    assert isinstance(verdict, Failed)
-    assert not verdict.permanent
-    assert verdict.error_type == "TransientError"
-    assert verdict.stack and "TransientError" in verdict.stack
-    assert handler.calls == [1, 1, 1, 1]
+    handler = _Handler({0: [TransientError("Pushing failed: slow")] * ATTEMPTS})
+    # WHEN invoked with 4 attempts
+    (outcome,) = await _invoker(handler, gate).run(_events(1))
+    # THEN it was called 4 times and the outcome is a retry for the queue, with its stack
+    assert handler.calls == [1] * ATTEMPTS
+    assert isinstance(outcome, Retry)
+    assert (outcome.error_type, outcome.reason) == ("TransientError", "Pushing failed: slow")
+    assert outcome.outage is None
+    assert outcome.stack and "TransientError" in outcome.stack
+    assert gate.ready
 
 
-async def test_permanent_and_unknown_exceptions_are_not_retried_in_process() -> None:
+async def test_permanent_and_unknown_exceptions_are_not_retried_in_process(
+    gate: DependencyGate,
+) -> None:
     # GIVEN one handler raising a permanent error and one raising an unknown one
     permanent = _Handler({0: [InvalidEvent("missing postId")]})
     unknown = _Handler({0: [ZeroDivisionError("bug")]})
     # WHEN invoked
-    (p,) = await HandlerInvoker(permanent, SETTINGS, queue_name="q").run(_events(1))
-    (u,) = await HandlerInvoker(unknown, SETTINGS, queue_name="q").run(_events(1))
-    # THEN each was called once: permanent → DLQ, unknown → visibility retry by class name
-    assert isinstance(p, Failed) and p.permanent and p.error_type == "InvalidEvent"
-    assert isinstance(u, Failed) and not u.permanent and u.error_type == "ZeroDivisionError"
+    (p,) = await _invoker(permanent, gate).run(_events(1))
+    (u,) = await _invoker(unknown, gate).run(_events(1))
+    # THEN each was called once: permanent → dead letter, unknown → the queue's retry
+    assert isinstance(p, DeadLetter) and p.error_type == "InvalidEvent"
+    assert isinstance(u, Retry) and u.error_type == "ZeroDivisionError" and not u.in_process
+    assert u.reason == "Handling the event failed: bug"
     assert permanent.calls == [1] and unknown.calls == [1]
 
 
-async def test_wrong_number_of_outcomes_is_a_failure_for_every_envelope() -> None:
+async def test_a_retry_not_meant_for_in_process_is_not_retried(gate: DependencyGate) -> None:
+    # GIVEN a handler returning a retry for the queue only
+    only_queue = Retry("Suspicious", "left to redelivery", in_process=False)
+    handler = _Handler({0: [only_queue]})
+    # WHEN invoked THEN it was called once and its retry is the outcome
+    assert await _invoker(handler, gate).run(_events(1)) == [only_queue]
+    assert handler.calls == [1]
+
+
+async def test_an_outage_is_not_retried_in_process_and_closes_the_gate(
+    gate: DependencyGate, redis: _Dependency
+) -> None:
+    # GIVEN a handler whose dependency is down (raised by its adapter), with retries to spare
+    down = DependencyDown(REDIS, "Pushing post failed: Connection refused")
+    handler = _Handler({0: [down, ACK, ACK]})
+    # WHEN invoked
+    (outcome,) = await _invoker(handler, gate).run(_events(1))
+    # THEN it was called once, the outcome is an outage retry naming Redis,
+    # and the gate is closed while Redis does not answer
+    assert handler.calls == [1]
+    assert isinstance(outcome, Retry) and outcome.outage == REDIS
+    assert outcome.reason == "Pushing post failed: Connection refused"
+    assert not gate.ready
+    assert set(gate.down) == {REDIS}
+    # AND once Redis answers its probe again, the gate opens by itself
+    redis.up = True
+    await asyncio.wait_for(gate.wait_open(), timeout=2)
+    assert gate.ready
+
+
+async def test_an_outage_returned_by_the_handler_ends_the_retries_of_the_whole_chunk(
+    gate: DependencyGate,
+) -> None:
+    # GIVEN two envelopes: one fails on an outage, the other on a transient error
+    outage = Retry("DependencyDown", "Saving failed: refused", outage=POSTGRES)
+    handler = _Handler(
+        {0: [outage, ACK], 1: [Retry("TransientError", "Writing failed: slow"), ACK]}
+    )
+    # WHEN invoked
+    outcomes = await _invoker(handler, gate).run(_events(2))
+    # THEN neither was called again: the gate closed (for a dependency the gate
+    # has no probe of, every probed one must answer first), and each keeps its
+    # failure for the queue
+    assert handler.calls == [2]
+    assert outcomes == [outage, Retry("TransientError", "Writing failed: slow")]
+    assert not gate.ready
+    assert set(gate.down) == {REDIS}
+
+
+async def test_wrong_number_of_outcomes_is_a_failure_for_every_envelope(
+    gate: DependencyGate,
+) -> None:
     # GIVEN a handler that returns fewer outcomes than envelopes
     class Short(_Handler):
         async def handle(self, events: Sequence[Envelope]) -> Sequence[Outcome]:
+            self.calls.append(len(events))
             return [ACK]
 
-    # WHEN invoked THEN every envelope fails with a contract error
-    verdicts = await HandlerInvoker(Short({}), SETTINGS, queue_name="q").run(_events(2))
-    assert all(isinstance(v, Failed) and v.error_type == "HandlerContractError" for v in verdicts)
+    handler = Short({})
+    # WHEN invoked THEN every envelope fails with a contract error, left to the queue
+    outcomes = await _invoker(handler, gate).run(_events(2))
+    assert all(
+        isinstance(o, Retry) and o.error_type == "HandlerContractError" and not o.in_process
+        for o in outcomes
+    )
+    assert handler.calls == [2]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from pipelines.feed.distribution import Distributor
-from tests.fakes import FakeFeedStore
+from tests.fakes import FakeFeedStore, FlakyFeedStore
 from transforms.fanout import plan_fanout
 
 POST = uuid.UUID(int=1)
@@ -30,57 +33,97 @@ async def test_at_most_parallelism_batches_are_in_flight() -> None:
     assert len(store.calls) == 20
 
 
-async def test_failed_targets_alone_are_retried_then_reported() -> None:
+async def test_failed_targets_are_pushed_once_and_reported() -> None:
     # GIVEN one broken feed among 10, in one batch
     store = FakeFeedStore()
     recipients = people(10)
     store.broken.add(recipients[4])
     plan = plan_fanout(POST, AUTHOR, recipients, batch_size=10)
 
-    # WHEN distributed with 2 in-process retries
-    report = await Distributor(store, parallelism=2, retries=2, retry_base_seconds=0).distribute(
-        plan, owner="o", careful=False
-    )
+    # WHEN distributed
+    report = await Distributor(store, parallelism=2).distribute(plan, owner="o", careful=False)
 
-    # THEN the retries carried only the broken target, under the batch digest,
-    # and it is reported as failed while the 9 others were served once
+    # THEN the batch was pushed once (the invoker, not the distributor, retries),
+    # the broken target is reported, the 9 others were served
     digest = plan.batches[0].digest
-    assert store.calls == [(digest, 10), (digest, 1), (digest, 1)]
+    assert store.calls == [(digest, 10)]
     assert report.failed == [recipients[4]]
     assert report.written == 9
+    # AND the batch is not marked done, so a next attempt serves what is missing
+    assert (POST, digest) not in store.done
 
 
-async def test_retry_that_succeeds_marks_the_whole_batch_done() -> None:
-    # GIVEN a feed that fails once, then heals
+async def test_the_next_attempt_serves_only_what_is_missing_and_marks_the_batch_done() -> None:
+    # GIVEN a distribution that left one feed unwritten, and that feed healed since
     store = FakeFeedStore()
     recipients = people(5)
     store.broken.add(recipients[0])
     plan = plan_fanout(POST, AUTHOR, recipients, batch_size=5)
-    original = store._push
+    distributor = Distributor(store, parallelism=1)
+    first = await distributor.distribute(plan, owner="o1", careful=False)
+    store.broken.clear()
 
-    def heal_after_first(post_id, members, digest):  # type: ignore[no-untyped-def]
-        result = original(post_id, members, digest)
-        store.broken.clear()
-        return result
+    # WHEN the handler's next attempt distributes the plan again, checking first
+    again = await distributor.distribute(plan, owner="o2", careful=True)
 
-    store._push = heal_after_first  # type: ignore[method-assign]
-
-    # WHEN distributed
-    report = await Distributor(store, parallelism=1, retry_base_seconds=0).distribute(
-        plan, owner="o", careful=False
-    )
-
-    # THEN nothing failed and the batch digest is recorded as done
-    assert report.failed == []
-    assert report.written == 5
+    # THEN only the missing feed was written, the others skipped, nothing failed,
+    # and the batch digest is now recorded as done
+    assert first.failed == [recipients[0]]
+    assert (again.written, again.skipped, again.failed) == (1, 4, [])
     assert (POST, plan.batches[0].digest) in store.done
+    assert all(store.feeds[r] == [POST] for r in recipients)
+
+
+async def test_batches_already_done_are_not_pushed_again() -> None:
+    # GIVEN a plan of 3 batches, fully distributed once
+    store = FakeFeedStore()
+    plan = plan_fanout(POST, AUTHOR, people(30), batch_size=10)
+    distributor = Distributor(store, parallelism=2)
+    await distributor.distribute(plan, owner="o1", careful=False)
+
+    # WHEN it is distributed again (a redelivery)
+    report = await distributor.distribute(plan, owner="o2", careful=True)
+
+    # THEN every batch is found done and no feed was written twice
+    assert (report.batches_already_done, report.written, report.failed) == (3, 0, [])
+    assert all(store.feeds[r] == [POST] for r in people(30))
+
+
+async def test_a_store_failure_escapes_as_the_one_error_it_was() -> None:
+    # GIVEN a feed store whose connection is reset on every push
+    store = FlakyFeedStore(FakeFeedStore(), failures=100)
+    plan = plan_fanout(POST, AUTHOR, people(40), batch_size=10)
+
+    # WHEN distributed with batches in parallel
+    # THEN the store's own error escapes (not a group) for the runtime to classify,
+    # and no batch was pushed again in the distributor
+    with pytest.raises(RedisConnectionError):
+        await Distributor(store, parallelism=3).distribute(plan, owner="o", careful=False)
+    assert store.calls <= 3
+
+
+async def test_the_careful_mark_is_read_at_most_once_a_second() -> None:
+    # GIVEN a store with a careful-until mark, read once
+    store = FakeFeedStore()
+    store.careful_mark = 100.0
+    distributor = Distributor(store, parallelism=1)
+    assert await distributor.careful_until() == 100.0
+
+    # WHEN the mark changes right after
+    store.careful_mark = 200.0
+
+    # THEN the distributor still answers the mark it read, within the second
+    assert await distributor.careful_until() == 100.0
 
 
 async def test_empty_plan_touches_nothing() -> None:
+    # GIVEN a plan with no recipient but the author
     store = FakeFeedStore()
     plan = plan_fanout(POST, AUTHOR, [AUTHOR], batch_size=10)
 
+    # WHEN distributed
     report = await Distributor(store, parallelism=4).distribute(plan, owner="o", careful=False)
 
+    # THEN no round trip was made
     assert report.written == 0
     assert store.calls == []

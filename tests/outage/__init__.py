@@ -1,0 +1,1 @@
+"""Outage tests: private PostgreSQL and Redis servers that a test stops and restarts."""

@@ -1,4 +1,6 @@
-"""`socialpipe reconcile search|feeds`: find and repair drift of the read models (DESIGN §7).
+"""`socialpipe reconcile search|feeds|notifications`: find and repair drift (DESIGN §7).
+
+See docs/reconciliation.md for what each reconciler compares and reports.
 
 Exit codes: 0 when the read model is consistent at the end of the run. A dry
 run changes nothing and also exits 0, saying whether drift was found (so a
@@ -11,6 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -23,10 +26,16 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.common import fail, run, settings
-from config.reconcile import ReconcileUnavailable, build_feed_reconciler, build_search_reconciler
+from config.reconcile import (
+    ReconcileUnavailable,
+    build_feed_reconciler,
+    build_notification_reconciler,
+    build_search_reconciler,
+)
 from config.settings import Settings
 from reconcile.batches import MAX_BATCH_SIZE, MAX_PARALLELISM
-from reconcile.feeds import FeedReconcileOptions
+from reconcile.feeds import DEFAULT_PUSH_SKEW, FeedReconcileOptions
+from reconcile.notifications import NotificationReconcileOptions
 from reconcile.report import ReconcileReport
 from reconcile.search import SearchReconcileOptions
 
@@ -67,8 +76,10 @@ def search(
 ) -> None:
     """Compare every user's expected search document with the index; repair drift.
 
-    Missing and stale documents are written, private profiles' leaked fields
-    removed (counted as privacy), documents of deleted users deleted.
+    Documents are compared by content (an older version with the expected
+    content is not stale). Missing and stale documents are written, private
+    profiles' leaked fields removed (counted as privacy), documents of deleted
+    users deleted (orphaned).
     """
     options = SearchReconcileOptions(batch_size, parallelism, max_rate, dry_run)
 
@@ -89,8 +100,21 @@ def feeds(
     dry_run: bool = DRY_RUN,
     max_rate: float | None = MAX_RATE,
     json_out: str | None = JSON_OUT,
+    push_skew: float = typer.Option(
+        DEFAULT_PUSH_SKEW.total_seconds(),
+        "--push-skew",
+        min=0.0,
+        help="Seconds a post may wait for its fan-out: a full feed may hold an older post"
+        " of a connection in place of an expected one created at most this much later.",
+    ),
 ) -> None:
-    """Compare feeds with the newest FEED_MAX_LENGTH posts of each user's connections; repair."""
+    """Compare each feed's membership with its connections' newest posts; repair drift.
+
+    Expected: the newest FEED_MAX_LENGTH posts of the user's connections. Missing,
+    extra, duplicate and phantom entries are repaired; order is not drift. A real
+    run holds `fanout:careful-until` ahead so the feed workers de-duplicate every
+    push while feeds are rewritten.
+    """
     cfg = settings()
     options = FeedReconcileOptions(
         max_length=cfg.feed_max_length,
@@ -100,10 +124,28 @@ def feeds(
         dry_run=dry_run,
         rebuild=rebuild,
         user_ids=tuple(_user_ids(user_id)),
+        push_skew=timedelta(seconds=push_skew),
     )
 
     async def build(stack: AsyncExitStack, cfg: Settings) -> _Reconciler:
         return await build_feed_reconciler(stack, cfg, options)
+
+    _finish(_run(build), json_out)
+
+
+@app.command("notifications")
+def notifications(
+    batch_size: int = BATCH,
+    parallelism: int = PARALLELISM,
+    dry_run: bool = DRY_RUN,
+    max_rate: float | None = MAX_RATE,
+    json_out: str | None = JSON_OUT,
+) -> None:
+    """Insert the notification rows connections and comments call for; fix unread counters."""
+    options = NotificationReconcileOptions(batch_size, parallelism, max_rate, dry_run)
+
+    async def build(stack: AsyncExitStack, cfg: Settings) -> _Reconciler:
+        return await build_notification_reconciler(stack, cfg, options)
 
     _finish(_run(build), json_out)
 

@@ -1,4 +1,4 @@
-"""Composition root of `socialpipe reconcile search|feeds`."""
+"""Composition root of `socialpipe reconcile search|feeds|notifications`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pipelines.search.ports import AuditableSearchIndex
 from pipelines.search.postgres import PostgresSearchIndex
 from reconcile.feed_store import RedisFeedRewriter
 from reconcile.feeds import FeedReconcileOptions, FeedReconciler
+from reconcile.notifications import NotificationReconcileOptions, NotificationReconciler
 from reconcile.search import SearchReconcileOptions, SearchReconciler
 
 
@@ -48,3 +49,12 @@ async def build_feed_reconciler(
     redis = await open_redis(stack, settings, max_connections=options.parallelism + 2)
     rewriter = RedisFeedRewriter(redis, max_length=settings.feed_max_length)
     return FeedReconciler(pool, rewriter, options)
+
+
+async def build_notification_reconciler(
+    stack: AsyncExitStack, settings: Settings, options: NotificationReconcileOptions
+) -> NotificationReconciler:
+    """The notification reconciler over `DATABASE_URL` (rows) and `REDIS_URL` (counters)."""
+    pool = await open_pool(stack, settings)
+    redis = await open_redis(stack, settings, max_connections=options.parallelism + 2)
+    return NotificationReconciler(pool, redis, options)

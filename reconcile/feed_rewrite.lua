@@ -4,6 +4,7 @@
 -- ARGV[3+n..] the final entries, newest first.
 -- Entries now in the list that were not in the snapshot (and are not in `final`) were
 -- pushed by the pipeline meanwhile: they are the newest, so they stay at the head.
+-- The result holds each id once, even if the list held it twice.
 -- Returns 1 when the list was rewritten, 0 when it already held the result.
 local key = KEYS[1]
 local maxlen = tonumber(ARGV[1])
@@ -18,12 +19,19 @@ end
 
 local current = redis.call('LRANGE', key, 0, -1)
 local out = {}
+local added = {}
 for _, id in ipairs(current) do
-  if not seen[id] then out[#out + 1] = id end
+  if not seen[id] and not added[id] then
+    out[#out + 1] = id
+    added[id] = true
+  end
 end
 for _, id in ipairs(final) do
   if #out >= maxlen then break end
-  out[#out + 1] = id
+  if not added[id] then
+    out[#out + 1] = id
+    added[id] = true
+  end
 end
 
 if #out == #current then

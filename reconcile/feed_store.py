@@ -22,6 +22,11 @@ class RedisFeedRewriter:
         self._max_length = max_length
         self._script = client.register_script(SCRIPT)
 
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis client the feeds live on (the careful-until mark lives there too)."""
+        return self._client
+
     async def snapshot(self, users: Sequence[uuid.UUID]) -> list[list[str]]:
         """Every entry of each user's feed, newest first, in one round trip."""
         async with self._client.pipeline(transaction=False) as pipe:

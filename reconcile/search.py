@@ -7,14 +7,18 @@ stored documents are read in one call, and each user is classified:
 * missing  — no document although the profile exists;
 * privacy  — the profile is private and the stored document carries a
   restricted field (headline, location, work history, education) or says public;
-* stale    — an older version, or the same version with other content (the
+* stale    — the stored content differs from the expected document (the
   content hash is recomputed from what is stored, not trusted);
 * orphaned — a document whose user has no profile (found by scanning the
   index's ids), deleted with a tombstone.
 
-A stored version newer than the one read is not drift: the pipeline indexed a
-later change while we read. Repairs go through the same port with the repair
-rule (an equal version may replace), so a concurrent newer write always wins.
+Content decides, not the version: the live upsert skips a document whose
+content hash is unchanged and keeps the stored (older) version, so after an
+edit that changed nothing searchable the index legitimately holds an older
+version with the expected content. A stored version newer than the one read
+is not drift either: the pipeline indexed a later change while we read.
+Repairs go through the same port with the repair rule (an equal version may
+replace), so a concurrent newer write always wins.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ def classify(expected: UserSearchDocument, stored: UserSearchDocument | None) ->
         return None
     if expected.visibility == "private" and leaks(stored):
         return "privacy"
-    if stored.version < expected.version or content_hash(stored) != expected.content_hash:
+    if content_hash(stored) != expected.content_hash:
         return "stale"
     return None
 

@@ -1,4 +1,4 @@
-"""`socialpipe reconcile search|feeds` as an operator (or the nightly CronJob) runs it."""
+"""`socialpipe reconcile search|feeds|notifications` as an operator or a CronJob runs it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import asyncpg
 import orjson
 import redis.asyncio as redis_asyncio
 
-from contracts.keys import feed_key
+from contracts.keys import feed_key, unread_notifications_key
 from pipelines.search.handler import SearchHandler, pool_loader
 from pipelines.search.postgres import PostgresSearchIndex
 from tests.conftest import make_settings
@@ -95,6 +95,68 @@ async def test_feeds_rebuild_for_one_user(
     # THEN it holds both posts, newest first
     assert code == 0, err
     assert await feed(redis_client, reader) == [str(second), str(first)]
+
+
+async def test_feeds_dry_run_prints_each_drift_count_then_repair_leaves_none(
+    db: asyncpg.Pool, redis_client: redis_asyncio.Redis
+) -> None:
+    # GIVEN a reader of two posts whose feed holds them in processing order, one of
+    # them twice, plus an id of no post
+    reader, author = await add_users(db, 2)
+    await connect(db, author, [reader])
+    first = await db.fetchval(
+        "INSERT INTO posts (author_id, created_at) VALUES ($1, now() - interval '1 hour')"
+        " RETURNING id",
+        author,
+    )
+    second = await db.fetchval("INSERT INTO posts (author_id) VALUES ($1) RETURNING id", author)
+    await redis_client.rpush(feed_key(reader), str(uuid.uuid4()), str(first), str(second))
+    await redis_client.rpush(feed_key(reader), str(first))
+    # WHEN a dry run, then a repair, then a dry run are made
+    dry = await socialpipe("reconcile", "feeds", "--dry-run")
+    fixed = await socialpipe("reconcile", "feeds", "--json", "-")
+    again = await socialpipe("reconcile", "feeds", "--dry-run", "--json", "-")
+    # THEN the dry run's table names each count, the order being no drift
+    assert dry[0] == 0 and "drift found" in dry[2]
+    table = {line.split()[1]: line.split()[-2] for line in dry[1].splitlines() if "│" in line[:3]}
+    assert {k: table.get(k) for k in ("checked", "missing", "extra", "duplicate", "phantom")} == {
+        "checked": "2",
+        "missing": "0",
+        "extra": "0",
+        "duplicate": "1",
+        "phantom": "1",
+    }
+    # AND the repair fixes both, the feed newest first, and the mark for the workers is set
+    assert fixed[0] == 0, fixed[2]
+    assert orjson.loads(fixed[1])["repaired"] == 2
+    assert await feed(redis_client, reader) == [str(second), str(first)]
+    assert await redis_client.get("fanout:careful-until") is not None
+    assert again[0] == 0 and orjson.loads(again[1])["drift"] == 0
+
+
+async def test_notifications_reconcile_writes_missing_rows_and_counters(
+    db: asyncpg.Pool, redis_client: redis_asyncio.Redis
+) -> None:
+    # GIVEN a pending connection request whose event was never handled
+    requester, addressee = await add_users(db, 2)
+    await db.execute(
+        "INSERT INTO connections (requester_id, addressee_id) VALUES ($1, $2)",
+        requester,
+        addressee,
+    )
+    # WHEN a dry run, a repair and another run are made
+    dry = await socialpipe("reconcile", "notifications", "--dry-run", "--json", "-")
+    fixed = await socialpipe("reconcile", "notifications", "--batch-size", "1")
+    again = await socialpipe("reconcile", "notifications", "--json", "-")
+    # THEN the dry run reports one missing row and one wrong counter
+    assert dry[0] == 0
+    assert (orjson.loads(dry[1])["missing"], orjson.loads(dry[1])["counters"]) == (1, 1)
+    # AND the repair prints its table, writes the row and sets the counter
+    assert fixed[0] == 0, fixed[2]
+    assert "missing rows" in fixed[1] and "counters fixed" in fixed[1]
+    assert await db.fetchval("SELECT count(*) FROM notifications WHERE user_id = $1", addressee)
+    assert await redis_client.get(unread_notifications_key(addressee)) == b"1"
+    assert again[0] == 0 and orjson.loads(again[1])["repaired"] == 0
 
 
 async def test_bad_options_are_usage_errors() -> None:

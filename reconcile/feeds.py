@@ -51,6 +51,7 @@ from typing import Final
 
 import asyncpg
 
+from contracts.keys import careful_until_key
 from reconcile.batches import Batch, check_limits, run_batches
 from reconcile.careful import CarefulUntil
 from reconcile.feed_store import RedisFeedRewriter
@@ -93,11 +94,6 @@ Entry = tuple[datetime, uuid.UUID]
 # How much later than its creation a post may plausibly be pushed (queue delay,
 # retries with backoff): the bound on "slightly out of order" in a full feed.
 DEFAULT_PUSH_SKEW: Final = timedelta(hours=1)
-
-
-def careful_until_key() -> str:
-    """The Redis key of the careful-until mark the feed workers read (a UNIX time)."""
-    return "fanout:careful-until"
 
 
 @dataclass(frozen=True, slots=True)

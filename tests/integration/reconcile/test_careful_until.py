@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import redis.asyncio as redis_asyncio
 
+from contracts.keys import careful_until_key
 from reconcile.careful import CarefulUntil, stamp
-from reconcile.feeds import careful_until_key
 from tests.integration.reconcile.pipeline_state import feed_reconciler
 
 KEY = careful_until_key()

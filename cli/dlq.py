@@ -11,6 +11,7 @@ import orjson
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -19,7 +20,15 @@ from config.dlq import DeadLettersUnavailable, open_dead_letters
 from config.settings import Settings
 from consumers.topology import UnknownQueue
 from contracts.keys import dlq_name
-from dlq.ports import DeadLetters, DeadMessage, RedriveOptions, RedriveResult, sent_time
+from dlq.letters import is_permanent_error_type
+from dlq.ports import (
+    DeadLetters,
+    DeadLettersMissing,
+    DeadMessage,
+    RedriveOptions,
+    RedriveResult,
+    sent_time,
+)
 from dlq.queues import resolve_queue
 from dlq.summary import Summary, format_age, summarise
 
@@ -39,7 +48,7 @@ def _call(action: Callable[[DeadLetters, str], Awaitable[T]], queue: str) -> T:
     try:
         source = resolve_queue(cfg, queue)
         return run(_with_dead_letters(cfg, source, action))
-    except (UnknownQueue, DeadLettersUnavailable) as exc:
+    except (UnknownQueue, DeadLettersUnavailable, DeadLettersMissing) as exc:
         fail(str(exc))
     except ClientError as exc:
         fail(f"SQS refused the request: {exc.response.get('Error', {}).get('Message', exc)}.")
@@ -100,20 +109,27 @@ def _print_summary(name: str, summary: Summary) -> None:
             table.add_row(key, str(count))
         console.print(table)
     table = Table(title="examples")
-    for column in ("messageId", "eventType", "errorType", "errorMessage"):
+    for column in ("messageId", "eventType", "errorType", "attempts", "errorMessage"):
         table.add_column(column, overflow="fold")
     for m in summary.examples:
-        table.add_row(m.message_id, m.event_type, m.error_type, m.error_message[:160])
+        table.add_row(m.message_id, m.event_type, m.error_type, m.attempts, m.error_message[:160])
     console.print(table)
 
 
 @app.command("show")
 def show(
     queue: str = QUEUE_ARG,
-    message_id: str = typer.Argument(..., help="The message id `dlq list` shows."),
+    message_id: str = typer.Argument(
+        ...,
+        help="The message id `dlq list` shows, or the messageId of the worker's"
+        " 'message dead-lettered' log line.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """One dead letter: body, attributes, failure reason and receive count (not consumed)."""
+    """One dead letter: body, attributes, failure reason and attempts (not consumed).
+
+    Attempts are the deliveries the workers saw; looking does not change them.
+    """
 
     async def action(dead: DeadLetters, source: str) -> DeadMessage | None:
         return await dead.get(source, message_id)
@@ -121,21 +137,14 @@ def show(
     message = _call(action, queue)
     if message is None:
         fail(f"no message {message_id} in the dead-letter queue of {queue}.")
-    data = {
-        "messageId": message.message_id,
-        "receiveCount": message.receive_count,
-        "sentAt": sent_time(message.sent_at),
-        "errorType": message.error_type,
-        "errorMessage": message.error_message,
-        "attributes": dict(message.attributes),
-        "body": message.body,
-    }
+    data = _shown(message)
     if as_json:
         typer.echo(orjson.dumps(data).decode())
         return
     console = Console()
-    for key in ("messageId", "receiveCount", "sentAt", "errorType", "errorMessage"):
-        console.print(f"[bold]{key}[/bold]: {data[key]}", highlight=False)
+    for key, value in data.items():
+        if key not in ("attributes", "body"):
+            console.print(f"[bold]{key}[/bold]: {escape(str(value))}", highlight=False)
     console.print("[bold]attributes[/bold]:")
     for key, value in message.attributes.items():
         console.print(f"  {key} = {value}", highlight=False, markup=False)
@@ -143,13 +152,37 @@ def show(
     console.print(message.body, highlight=False, markup=False, soft_wrap=True)
 
 
-def _parse_filter(value: str | None) -> str | None:
-    if value is None:
-        return None
-    key, sep, wanted = value.partition("=")
-    if key != "eventType" or not sep or not wanted:
-        fail("--filter takes eventType=TYPE, e.g. --filter eventType=PostCreated.", code=2)
-    return wanted
+def _shown(message: DeadMessage) -> dict[str, object]:
+    return {
+        "messageId": message.message_id,
+        "sourceMessageId": message.source_message_id or "-",
+        "attempts": message.attempts,
+        "sentAt": sent_time(message.sent_at),
+        "eventType": message.event_type,
+        "errorType": message.error_type,
+        "permanent": message.permanent,
+        "errorMessage": message.error_message,
+        "attributes": dict(message.attributes),
+        "body": message.body,
+    }
+
+
+FILTER_KEYS = ("eventType", "errorType")
+
+
+def _parse_filters(values: list[str] | None) -> dict[str, str]:
+    """`--filter eventType=T` / `--filter errorType=E`, each at most once."""
+    chosen: dict[str, str] = {}
+    for value in values or []:
+        key, sep, wanted = value.partition("=")
+        if key not in FILTER_KEYS or not sep or not wanted or key in chosen:
+            fail(
+                "--filter takes eventType=TYPE or errorType=TYPE, once each,"
+                " e.g. --filter eventType=PostCreated.",
+                code=2,
+            )
+        chosen[key] = wanted
+    return chosen
 
 
 @app.command("redrive")
@@ -157,18 +190,34 @@ def redrive(
     queue: str = QUEUE_ARG,
     max_messages: int | None = typer.Option(None, "--max", min=1, help="Move at most N messages."),
     rate: float | None = typer.Option(None, "--rate", min=0.1, help="At most R messages/s."),
-    filter_: str | None = typer.Option(
-        None, "--filter", help="Only messages with this attribute, as eventType=TYPE."
+    filters: list[str] | None = typer.Option(
+        None,
+        "--filter",
+        help="Only messages of this type, as eventType=TYPE or errorType=TYPE (repeatable).",
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Count what would move; move nothing."),
+    include_permanent: bool = typer.Option(
+        False,
+        "--include-permanent",
+        help="Also resend permanent failures (malformed, invalid...), e.g. after a fix.",
+    ),
 ) -> None:
     """Send dead letters back to their source queue, through the same pipeline.
 
-    Uses SQS's message-move task when the endpoint has it (and no filter, --max or
-    --dry-run asks for more); otherwise receive → send → delete in batches. Safe to
-    interrupt and run again: a message may arrive twice, none is lost.
+    Permanent failures stay dead-lettered unless --include-permanent is given. Every
+    message sent is marked `redrivenAt`. Uses SQS's message-move task when the
+    endpoint has it and it would do the same; otherwise receive → send → delete in
+    batches. Safe to interrupt and run again: a message may arrive twice, none is lost.
     """
-    options = RedriveOptions(max_messages, rate, _parse_filter(filter_), dry_run)
+    chosen = _parse_filters(filters)
+    options = RedriveOptions(
+        max_messages,
+        rate,
+        chosen.get("eventType"),
+        dry_run,
+        error_type=chosen.get("errorType"),
+        include_permanent=include_permanent,
+    )
 
     async def action(dead: DeadLetters, source: str) -> RedriveResult:
         with _progress_bar() as bar:
@@ -180,6 +229,7 @@ def redrive(
     result = _call(action, queue)
     for note in result.notes:
         typer.echo(note, err=True)
+    _print_breakdown(result, include_permanent=include_permanent)
     if dry_run:
         typer.echo(f"dry run: {result.matched} message(s) would be redriven to {queue}.")
     else:
@@ -187,9 +237,29 @@ def redrive(
             f"redrove {result.moved} message(s) to {resolve_queue(settings(), queue)}"
             f" ({result.method}; {result.skipped} left by the filter)."
         )
+    if result.permanent:
+        typer.echo(
+            f"{result.permanent} permanent failure(s) left in the dead-letter queue;"
+            " add --include-permanent to redrive them too."
+        )
     if not dry_run and result.moved < result.matched:
         unsent = result.matched - result.moved
         fail(f"{unsent} message(s) could not be sent; they stay dead-lettered.")
+
+
+def _print_breakdown(result: RedriveResult, *, include_permanent: bool) -> None:
+    """The selected messages by errorType, and whether each type is a permanent failure."""
+    if not result.by_error_type:
+        return
+    table = Table(title="by errorType")
+    table.add_column("errorType")
+    table.add_column("count", justify="right")
+    table.add_column("permanent?")
+    for error_type, count in result.by_error_type.most_common():
+        permanent = is_permanent_error_type(error_type)
+        kept = " (left)" if permanent and not include_permanent else ""
+        table.add_row(error_type, str(count), f"yes{kept}" if permanent else "no")
+    Console(width=100).print(table)
 
 
 def _progress_bar() -> Progress:

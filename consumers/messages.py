@@ -11,9 +11,19 @@ from typing import Any, Final
 from contracts.events import format_time
 
 ERROR_MESSAGE_LIMIT: Final = 1000
-# SQS accepts at most 10 message attributes; ours take five of them.
+# SQS accepts at most 10 message attributes; ours take six of them.
 MAX_ATTRIBUTES: Final = 10
-DEAD_LETTER_KEYS: Final = ("errorType", "errorMessage", "failedAt", "attempts", "sourceQueue")
+DEAD_LETTER_KEYS: Final = (
+    "errorType",
+    "errorMessage",
+    "failedAt",
+    "attempts",
+    "sourceQueue",
+    "sourceMessageId",
+)
+# Set by `dlq redrive` on every message it sends back (ISO-8601 UTC), so a worker
+# can tell a redelivery from a first delivery and take the de-duplicating path.
+REDRIVE_MARK: Final = "redrivenAt"
 
 
 @dataclass(slots=True, eq=False)
@@ -60,13 +70,18 @@ def dead_letter_attributes(
     source_queue: str,
     failed_at: datetime,
 ) -> dict[str, Any]:
-    """The original message attributes plus the failure description (DESIGN §4)."""
+    """The original message attributes plus the failure description (DESIGN §4).
+
+    `sourceMessageId` is the id the worker logs as `messageId`, so an operator can
+    go from the "message dead-lettered" log line to `dlq show QUEUE ID`.
+    """
     ours: dict[str, Any] = {
         "errorType": _string(error_type or "Unknown"),
         "errorMessage": _string(truncate(reason or "no reason given", ERROR_MESSAGE_LIMIT)),
         "failedAt": _string(format_time(failed_at)),
         "attempts": {"DataType": "Number", "StringValue": str(message.receive_count)},
         "sourceQueue": _string(source_queue),
+        "sourceMessageId": _string(message.message_id),
     }
     kept = [(k, _copyable(v)) for k, v in message.message_attributes.items() if k not in ours]
     room = MAX_ATTRIBUTES - len(ours)

@@ -6,11 +6,13 @@ group `<queue>-dlq-operator` (nothing ever joins it; the tools commit to it
 directly). Reading never moves the cursor. `purge` moves it to the end.
 `redrive` walks from the cursor to the end offset seen at its start: a
 matching record is re-published to the pipeline's retry topic (due at once,
-first attempt, failure headers dropped), so only that pipeline's group handles
-it again; a record the filter or `--max` leaves out is appended to the
+first attempt, failure headers dropped, marked `redrivenAt`), so only that
+pipeline's group handles it again; a record the filters or `--max` leave out,
+and a permanent failure unless `--include-permanent`, is appended to the
 dead-letter topic again so it stays live. The cursor is committed after each
 record's send, so an interruption can duplicate one record but never lose it.
-Message ids are `partition:offset`.
+Message ids are `partition:offset`; `show` also finds a record by the
+`sourceMessageId` header, the record id the worker logged.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from aiokafka.structs import OffsetAndMetadata
 
 from consumers.kafka.records import FAILURE_KEYS, RETRY_KEYS, header_map, to_headers
 from consumers.kafka.topics import dlq_topic, retry_topic
-from dlq.ports import DeadMessage, Peek, Progress, RedriveOptions, RedriveResult
+from consumers.messages import REDRIVE_MARK
+from contracts.events import format_time
+from dlq.letters import attempts_of
+from dlq.ports import DeadLettersMissing, DeadMessage, Peek, Progress, RedriveOptions, RedriveResult
 from reconcile.pacing import RateLimiter
 
 FETCH_TIMEOUT_MS: Final = 1000
@@ -32,7 +37,12 @@ FETCH_TIMEOUT_MS: Final = 1000
 EMPTY_FETCHES: Final = 5
 END_PROBES: Final = 10
 END_PROBE_TIMEOUT_MS: Final = 200
-DROPPED_ON_REDRIVE: Final = frozenset({*FAILURE_KEYS, *RETRY_KEYS, "lastErrorType", "sourceOffset"})
+DROPPED_ON_REDRIVE: Final = frozenset(
+    {*FAILURE_KEYS, *RETRY_KEYS, "lastErrorType", "sourceOffset", REDRIVE_MARK}
+)
+# Nothing moves a Kafka record to a dead-letter topic but a worker (which writes
+# `attempts`) or a person, so a record without failure headers has no count to show.
+UNCOUNTED: Final = "?"
 
 
 def cursor_group(queue: str) -> str:
@@ -68,10 +78,11 @@ class KafkaDeadLetters:
         return Peek(tuple(seen), depth, complete=len(seen) >= depth)
 
     async def get(self, queue: str, message_id: str) -> DeadMessage | None:
+        """By `partition:offset`, or by the source record id the worker logged."""
         try:
             partition, offset = (int(p) for p in message_id.split(":", 1))
         except ValueError:
-            return None
+            return await self._find_by_source(queue, message_id)
         async with self._reader(queue) as reader:
             bounds = await _bounds(reader)
             tp = TopicPartition(dlq_topic(queue), partition)
@@ -80,6 +91,15 @@ class KafkaDeadLetters:
                 return None
             async for found_tp, message in _scan(reader, {tp: (offset, offset + 1)}):
                 return _dead(found_tp, message)
+        return None
+
+    async def _find_by_source(self, queue: str, source_id: str) -> DeadMessage | None:
+        async with self._reader(queue) as reader:
+            async for tp, message in _scan(reader, await _bounds(reader)):
+                dead = _dead(tp, message)
+                # `sourceOffset` named the source record before `sourceMessageId` did.
+                if dead.known_as(source_id) or dead.attributes.get("sourceOffset") == source_id:
+                    return dead
         return None
 
     # -- changing ------------------------------------------------------------------
@@ -104,11 +124,10 @@ class KafkaDeadLetters:
                 if not options.dry_run:
                     await reader.commit({tp: OffsetAndMetadata(message.offset + 1, "")})
                 if progress is not None:
-                    progress(result.matched + result.skipped, total)
-        if result.skipped and not options.dry_run:
-            result.notes.append(
-                f"{result.skipped} dead letters were left out and re-appended to stay listed."
-            )
+                    progress(result.seen, total)
+        left = result.skipped + result.permanent
+        if left and not options.dry_run:
+            result.notes.append(f"{left} dead letters were left out and re-appended to stay live.")
         return result
 
     async def _redrive_one(
@@ -121,16 +140,16 @@ class KafkaDeadLetters:
         limiter: RateLimiter,
     ) -> None:
         headers = header_map(message.headers)
-        wanted = options.event_type in (None, headers.get("eventType"))
+        dead = DeadMessage("", (message.value or b"").decode(errors="replace"), headers, "", None)
         room = options.max_messages is None or result.matched < options.max_messages
-        if wanted and room:
-            result.matched += 1
+        if not room:
+            result.skipped += 1
+        elif result.consider(dead, options):
             if not options.dry_run:
                 await limiter.acquire()
                 await _send(producer, retry_topic(queue), message, _redriven(headers))
                 result.moved += 1
             return
-        result.skipped += 1
         if not options.dry_run:
             await _send(producer, dlq_topic(queue), message, to_headers(headers))
 
@@ -165,7 +184,7 @@ class _Reader:
         partitions = self.consumer.partitions_for_topic(self.topic)
         if not partitions:
             await self.consumer.stop()
-            raise LookupError(
+            raise DeadLettersMissing(
                 f"Dead-letter topic {self.topic!r} does not exist; run `socialpipe queues create`."
             )
         self.consumer.assign([TopicPartition(self.topic, p) for p in sorted(partitions)])
@@ -229,23 +248,20 @@ async def _scan(
 
 def _dead(tp: TopicPartition, message: Any) -> DeadMessage:
     headers = header_map(message.headers)
-    try:
-        attempts = int(headers.get("attempts", "1"))
-    except ValueError:
-        attempts = 1
     sent = datetime.fromtimestamp(message.timestamp / 1000, UTC) if message.timestamp else None
     return DeadMessage(
         message_id=f"{tp.partition}:{message.offset}",
         body=(message.value or b"").decode(errors="replace"),
         attributes=headers,
-        receive_count=attempts,
+        attempts=attempts_of(headers, moved_after=UNCOUNTED),
         sent_at=sent,
     )
 
 
 def _redriven(headers: dict[str, str]) -> list[tuple[str, bytes]]:
-    """Envelope headers only: first attempt, due at once."""
-    return to_headers({k: v for k, v in headers.items() if k not in DROPPED_ON_REDRIVE})
+    """Envelope headers and the redrive mark: first attempt, due at once."""
+    kept = {k: v for k, v in headers.items() if k not in DROPPED_ON_REDRIVE}
+    return to_headers({**kept, REDRIVE_MARK: format_time(datetime.now(UTC))})
 
 
 async def _send(

@@ -36,6 +36,7 @@ class Summary:
                     "eventType": m.event_type,
                     "errorType": m.error_type,
                     "errorMessage": m.error_message,
+                    "attempts": m.attempts,
                 }
                 for m in self.examples
             ],

@@ -4,7 +4,9 @@ Headers mirror the envelope (`eventType`, `schemaVersion`, `correlationId`) as
 SNS/SQS message attributes do. A retried record carries `attempts` (the
 delivery it will be) and `retryAt` (epoch seconds before which it must not
 run); a dead letter carries `errorType`, `errorMessage`, `failedAt`,
-`attempts` and `sourceQueue`, the same keys as on SQS.
+`attempts`, `sourceQueue` and `sourceMessageId`, the same keys as on SQS
+(`sourceMessageId` is the record id the worker logs as `messageId`). A record
+`dlq redrive` sent back carries `redrivenAt`, kept through its retries.
 """
 
 from __future__ import annotations
@@ -15,13 +17,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
-from consumers.invoke import Failed
 from consumers.messages import ERROR_MESSAGE_LIMIT, truncate
 from contracts.events import Envelope, format_time
+from contracts.outcomes import Failure
 
 Headers = list[tuple[str, bytes]]
 RETRY_KEYS: Final = ("attempts", "retryAt")
-FAILURE_KEYS: Final = ("errorType", "errorMessage", "failedAt", "attempts", "sourceQueue")
+FAILURE_KEYS: Final = (
+    "errorType",
+    "errorMessage",
+    "failedAt",
+    "attempts",
+    "sourceQueue",
+    "sourceMessageId",
+)
 
 
 RawHeaders = Iterable[tuple[str, bytes | None]] | Mapping[str, bytes] | None
@@ -91,13 +100,15 @@ class KafkaRecord:
         return self.headers.get("correlationId")
 
 
-def retry_headers(record: KafkaRecord, failure: Failed, *, retry_at: float) -> Headers:
-    """The record's own headers, its next attempt number and when it may run."""
+def retry_headers(
+    record: KafkaRecord, failure: Failure, *, retry_at: float, attempts: int
+) -> Headers:
+    """The record's own headers, the attempt number it will run as and when it may run."""
     kept = {k: v for k, v in record.headers.items() if k not in (*RETRY_KEYS, *FAILURE_KEYS)}
     return to_headers(
         {
             **kept,
-            "attempts": str(record.attempts + 1),
+            "attempts": str(attempts),
             "retryAt": f"{retry_at:.3f}",
             "lastErrorType": failure.error_type,
         }
@@ -105,13 +116,13 @@ def retry_headers(record: KafkaRecord, failure: Failed, *, retry_at: float) -> H
 
 
 def dead_letter_headers(
-    record: KafkaRecord, failure: Failed, *, source_queue: str, failed_at: datetime
+    record: KafkaRecord, failure: Failure, *, source_queue: str, failed_at: datetime
 ) -> Headers:
     """The record's envelope headers plus the failure description (DESIGN §4)."""
     kept = {
         k: v
         for k, v in record.headers.items()
-        if k not in (*RETRY_KEYS, *FAILURE_KEYS, "lastErrorType")
+        if k not in (*RETRY_KEYS, *FAILURE_KEYS, "lastErrorType", "sourceOffset")
     }
     return to_headers(
         {
@@ -121,6 +132,6 @@ def dead_letter_headers(
             "failedAt": format_time(failed_at),
             "attempts": str(record.attempts),
             "sourceQueue": source_queue,
-            "sourceOffset": record.record_id,
+            "sourceMessageId": record.record_id,
         }
     )

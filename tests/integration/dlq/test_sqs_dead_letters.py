@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, cast
 
 import asyncpg
@@ -10,6 +12,7 @@ import pytest
 
 from config.settings import Settings
 from config.worker import run_worker
+from consumers.messages import REDRIVE_MARK
 from consumers.publish import publish_events, send_raw
 from consumers.topology import Topology, ensure_topology
 from contracts.metrics import DLQ_DEPTH
@@ -22,7 +25,13 @@ from tests.integration.consumers.helpers import attrs, depth, drain, wait_until
 from tests.integration.pipelines.search.profiles import add_user, updated
 
 
-async def _dead_letter(sqs: Any, topo: Topology, queue: str, envelopes: list[Any]) -> None:
+async def _dead_letter(
+    sqs: Any,
+    topo: Topology,
+    queue: str,
+    envelopes: list[Any],
+    error_types: Sequence[str] = ("TransientError", "DependencyUnavailable"),
+) -> None:
     """Put envelopes on a DLQ as the settler does: original attributes plus the failure."""
     for i, env in enumerate(envelopes):
         await send_raw(
@@ -31,7 +40,7 @@ async def _dead_letter(sqs: Any, topo: Topology, queue: str, envelopes: list[Any
             env.to_json(),
             {
                 **env.attributes(),
-                "errorType": "InvalidDocument" if i % 2 else "MalformedMessage",
+                "errorType": error_types[i % len(error_types)],
                 "errorMessage": f"broken {i}",
                 "failedAt": "2026-11-29T10:00:00.000Z",
                 "attempts": "1",
@@ -56,9 +65,9 @@ async def test_poison_updates_are_listed_then_redriven_through_the_pipeline_once
     assert {m.error_type for m in peek.messages} == {"InvalidDocument"}
     assert len(peek.messages) == 3 and peek.complete
     assert await depth(sqs, topo.dlq_url(settings.search_queue)) == 3
-    # WHEN the cause is fixed and the dead letters are redriven, then the worker runs
+    # WHEN the cause is fixed and the permanent failures are redriven, then the worker runs
     await db.execute("UPDATE user_profiles SET full_name = 'Fixed Name'")
-    result = await dead.redrive(settings.search_queue, RedriveOptions())
+    result = await dead.redrive(settings.search_queue, RedriveOptions(include_permanent=True))
     assert result.moved == 3 and result.method == "receive-send-delete"
     assert await run_worker(settings, "search", burst=True, concurrency=4) == 0
     # THEN every profile is indexed and both queues are empty
@@ -77,10 +86,12 @@ async def test_redrive_keeps_original_attributes_and_drops_the_failure_descripti
     await _dead_letter(sqs, topo, settings.feed_queue, [envelope])
     # WHEN it is redriven
     await SqsDeadLetters(sqs).redrive(settings.feed_queue, RedriveOptions())
-    # THEN the source queue holds the same body with only the original attributes
+    # THEN the source queue holds the same body with the original attributes and the mark
     [message] = await drain(sqs, topo.queue_url(settings.feed_queue))
     assert message["Body"] == envelope.to_json().decode()
-    assert attrs(message) == envelope.attributes()
+    got = attrs(message)
+    assert datetime.fromisoformat(got.pop(REDRIVE_MARK)).tzinfo is not None
+    assert got == envelope.attributes()
 
 
 class _DeleteInterrupted:
@@ -186,6 +197,7 @@ async def test_peek_and_get_do_not_consume(settings: Settings, sqs: Any, sns: An
     shown = await dead.get(settings.feed_queue, peek.messages[1].message_id)
     # THEN the one shown carries its failure and all three are visible again at once
     assert shown is not None and shown.error_message.startswith("broken")
+    assert shown.attempts == "1"
     assert shown.attributes["sourceQueue"] == settings.feed_queue
     assert await dead.get(settings.feed_queue, "no-such-id") is None
     assert len(await drain(sqs, topo.dlq_url(settings.feed_queue))) == 3

@@ -20,7 +20,7 @@ def dead(i: int, event: str, error: str, minutes_ago: int) -> DeadMessage:
         message_id=f"m{i}",
         body="{}",
         attributes={"eventType": event, "errorType": error, "errorMessage": f"why {i}"},
-        receive_count=1,
+        attempts="1",
         sent_at=NOW - timedelta(minutes=minutes_ago),
     )
 
@@ -51,6 +51,7 @@ def test_summary_counts_by_event_and_error_type_and_ages_the_oldest() -> None:
         "eventType": "PostCreated",
         "errorType": "MalformedMessage",
         "errorMessage": "why 2",
+        "attempts": "1",
     }
 
 
@@ -59,10 +60,13 @@ def test_empty_queue_has_no_age() -> None:
     assert (summary.seen, summary.oldest_age_seconds, format_age(None)) == (0, None, "-")
 
 
-def test_message_without_attributes_counts_as_unknown() -> None:
-    bare = DeadMessage("m", "x", {}, 1, None)
+def test_message_without_attributes_counts_as_moved_by_the_redrive_policy() -> None:
+    # GIVEN a dead letter with no attributes and a body that is not an envelope
+    bare = DeadMessage("m", "x", {}, "4", None)
+    # WHEN summarised THEN its error type is the redrive policy's, its event type unknown
     summary = summarise(Peek((bare,), depth=7, complete=False), now=NOW)
-    assert summary.by_error_type == {"unknown": 1} and summary.depth == 7
+    assert summary.by_error_type == {"maxReceiveCountExceeded": 1} and summary.depth == 7
+    assert summary.by_event_type == {"unknown": 1}
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any, Final
 
+from consumers.messages import REDRIVE_MARK
 from contracts.events import Envelope
 
 REQUEUE_MARK: Final = "requeuedAt"
-REDRIVE_MARK: Final = "redrivenAt"
 # Any of these among a message's attributes (or a Kafka record's headers) means
 # an earlier delivery of the same event may already have had effects.
 REDELIVERY_MARKS: Final = frozenset({REQUEUE_MARK, REDRIVE_MARK, "errorType", "sourceQueue"})

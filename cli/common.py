@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import sys
 from collections.abc import Coroutine
 from typing import Any, NoReturn, TypeVar
@@ -9,7 +11,9 @@ from typing import Any, NoReturn, TypeVar
 import typer
 import uvloop
 
+from config.logging import loop_exception_handler, redact_url
 from config.settings import Settings, SettingsError, load_settings
+from config.startup import StartupError
 from contracts.errors import PipelineError
 
 T = TypeVar("T")
@@ -36,13 +40,14 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
     Failures inside task groups arrive wrapped in an `ExceptionGroup`; the first
     expected failure inside it is reported, anything else propagates unchanged.
+    A start-up failure (a dependency or a port) is reported by what it names.
     """
     try:
-        return uvloop.run(coro)
+        return uvloop.run(_logging_loop_errors(coro))
     except KeyboardInterrupt:
         typer.echo("socialpipe: interrupted.", err=True)
         raise typer.Exit(130) from None
-    except (TimeoutError, OSError, PipelineError, BaseExceptionGroup) as exc:
+    except (StartupError, TimeoutError, OSError, PipelineError, BaseExceptionGroup) as exc:
         message = explain(exc)
         if message is None:
             raise
@@ -53,11 +58,25 @@ def explain(exc: BaseException) -> str | None:
     """One sentence for an expected failure, or None for a bug that should surface."""
     if isinstance(exc, BaseExceptionGroup):
         return next(filter(None, (explain(e) for e in exc.exceptions)), None)
+    if isinstance(exc, StartupError):
+        return exc.sentence
     if isinstance(exc, PipelineError):
         return exc.message.rstrip(".") + "."
-    if isinstance(exc, (TimeoutError, OSError)):
-        return f"cannot reach a service ({exc or type(exc).__name__})."
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return "a call to a service timed out."
+    if isinstance(exc, OSError):
+        # Past start-up the dependency is not known here; the OS error names the address.
+        detail = redact_url(str(exc) or type(exc).__name__)
+        if isinstance(exc, (ConnectionError, TimeoutError, socket.gaierror)):
+            return f"a connection failed ({detail})."
+        return detail.rstrip(".") + "."
     return None
+
+
+async def _logging_loop_errors(coro: Coroutine[Any, Any, T]) -> T:
+    """Await `coro` with the loop's unhandled errors logged as JSON, not printed."""
+    asyncio.get_running_loop().set_exception_handler(loop_exception_handler)
+    return await coro
 
 
 def is_tty() -> bool:

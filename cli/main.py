@@ -14,6 +14,7 @@ from cli import reconcile as reconcile_cmd
 from cli import relay as relay_cmd
 from cli import search as search_cmd
 from cli import worker as worker_cmd
+from config.logging import configure_logging
 
 app = typer.Typer(
     name="socialpipe",
@@ -36,4 +37,8 @@ app.add_typer(reconcile_cmd.app, name="reconcile")
 
 
 def main() -> None:
+    # JSON from the first line on: a library's warning or an uncaught exception in any
+    # command is one log line. Commands that run a process reconfigure with its name
+    # and LOG_LEVEL once their settings are read.
+    configure_logging("socialpipe", "WARNING")
     app()

@@ -19,6 +19,7 @@ from config.clients import open_redis
 from config.logging import configure_logging
 from config.search import open_search_index
 from config.settings import Settings
+from config.startup import check_dependencies, listening_socket
 from pipelines.notifications.redis_counters import RedisUnreadCounters
 from pipelines.search.ports import SearchIndex, SearchQuery
 from store.db import create_pool
@@ -76,9 +77,13 @@ class IndexPeopleSearch:
 async def serve_api(settings: Settings, host: str, port: int) -> None:
     """Serve GraphQL at /graphql until SIGTERM/SIGINT."""
     configure_logging("api", settings.log_level)
+    await check_dependencies(settings, "api")
+    sock = listening_socket("API", host, port)
     async with AsyncExitStack() as stack:
+        stack.callback(sock.close)
         app = await build_api(stack, settings)
+        # log_config=None: uvicorn's records reach the JSON root handler, not its own.
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+            app, log_config=None, log_level="warning", access_log=False, lifespan="off"
         )
-        await uvicorn.Server(config).serve()
+        await uvicorn.Server(config).serve(sockets=[sock])

@@ -15,6 +15,8 @@ from typing import Final
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from config.startup import port_unavailable
+
 log = structlog.get_logger("config.health")
 
 READ_TIMEOUT: Final = 5.0
@@ -64,7 +66,11 @@ class HealthServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self._host, self._port)
+        """Listen, or fail with a `PortUnavailable` naming the metrics port."""
+        try:
+            self._server = await asyncio.start_server(self._serve, self._host, self._port)
+        except OSError as exc:
+            raise port_unavailable("metrics", self._host, self._port, exc) from None
         log.info("health server listening", host=self._host, port=self.port)
 
     async def close(self) -> None:

@@ -13,6 +13,7 @@ from config.health import serving
 from config.logging import configure_logging
 from config.settings import Settings
 from config.signals import stop_on_signals
+from config.startup import aws_dependency, check_dependencies
 from pipelines.relay.kafka import KafkaPublisher, open_producer
 from pipelines.relay.ports import EventPublisher
 from pipelines.relay.relay import OutboxRelay, RelayOptions
@@ -67,8 +68,11 @@ async def run_relay(
     """
     configure_logging("relay", settings.log_level)
     stop = stop or asyncio.Event()
+    await check_dependencies(settings, "relay")
     async with AsyncExitStack() as stack:
-        relay = await build_relay(stack, settings, options=options)
+        # Kafka's producer names itself when unreachable; SNS is named here.
+        with aws_dependency("SNS", settings):
+            relay = await build_relay(stack, settings, options=options)
         with stop_on_signals(stop.set):
             async with serving(
                 settings.metrics_port, host=settings.metrics_host, ready=lambda: relay.ready

@@ -14,6 +14,7 @@ from config.health import serving
 from config.logging import configure_logging
 from config.settings import Settings
 from config.signals import stop_on_signals
+from config.startup import aws_dependency, check_dependencies
 from consumers.runtime import SqsConsumer
 from consumers.topology import queue_url
 from contracts.keys import dlq_name
@@ -123,8 +124,10 @@ async def run_worker(
     queue = pipeline_queue(settings, pipeline)
     async with AsyncExitStack() as stack:
         if handler is None:
+            await check_dependencies(settings, pipeline)
             handler = await build_handler(stack, settings, pipeline, handler_overrides)
-        consumer = await _sqs_consumer(stack, settings, queue, handler, concurrency)
+        with aws_dependency("SQS", settings):
+            consumer = await _sqs_consumer(stack, settings, queue, handler, concurrency)
         log.info("worker starting", queue=queue, concurrency=consumer.concurrency, burst=burst)
         with stop_on_signals(consumer.request_stop):
             async with serving(

@@ -16,6 +16,7 @@ from config.health import serving
 from config.logging import configure_logging
 from config.settings import Settings
 from config.signals import stop_on_signals
+from config.startup import check_dependencies
 from config.worker import build_handler, default_concurrency, pipeline_queue
 from consumers.kafka.consumer import KafkaConsumer
 from consumers.kafka.topics import KafkaUnavailable, declared_topics, open_admin
@@ -53,6 +54,7 @@ async def run_kafka_worker(
     await check_topics(settings, queue)
     async with AsyncExitStack() as stack:
         if handler is None:
+            await check_dependencies(settings, pipeline)
             handler = await build_handler(stack, settings, pipeline, handler_overrides)
         in_flight = concurrency or default_concurrency(handler)
         # `--concurrency` counts events in flight; the runner counts handler chunks.

@@ -25,7 +25,7 @@ def test_failure_inside_a_task_group_is_one_sentence(capsys: pytest.CaptureFixtu
         run(command())
     err = capsys.readouterr().err
     assert exited.value.exit_code == 1
-    assert err.startswith("socialpipe: cannot reach a service")
+    assert err.startswith("socialpipe: a connection failed ([Errno 111] Connection refused).")
     assert "Traceback" not in err
 
 
@@ -41,3 +41,8 @@ def test_a_bug_is_not_disguised() -> None:
             raise KeyError("k")
 
         run(bug())
+
+
+def test_an_os_error_that_is_not_a_connection_is_not_called_one() -> None:
+    exc = PermissionError(13, "Permission denied", "report.json")
+    assert explain(exc) == "[Errno 13] Permission denied: 'report.json'."

@@ -149,7 +149,14 @@ class SqsConsumer:
             self._release_prefetch(reserved)
             raise
         self._release_prefetch(reserved - len(raw))
-        self._accept([ReceivedMessage.from_sqs(r) for r in raw])
+        messages = [ReceivedMessage.from_sqs(r) for r in raw]
+        if messages and not self.gate.ready:
+            # A long poll that began before the gate closed: hand the messages back
+            # untouched rather than spend a handler call on a dependency that is down.
+            self._release_prefetch(len(messages))
+            await asyncio.shield(self._settler.release(messages))
+            return
+        self._accept(messages)
         if not raw and burst and await self._drained():
             self._stop.set()
 

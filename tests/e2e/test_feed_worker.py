@@ -20,7 +20,7 @@ from consumers.topology import ensure_topology
 from contracts.keys import fanout_marker_key
 from tests.integration.consumers.helpers import depth
 from tests.integration.feed_over_sqs.helpers import FEED, eventually, feeds_holding, small_graph
-from tests.integration.pipelines.feed.helpers import add_users, connect, post_created, post_id
+from tests.integration.pipelines.feed.helpers import add_users, connect, create_post, post_id
 
 CONNECTIONS = 12_000
 # Tiny batches, one at a time, so the fan-out lasts long enough to be interrupted:
@@ -89,7 +89,7 @@ async def test_sigterm_mid_fan_out_loses_nothing_and_redelivery_writes_only_miss
     author, *others = await add_users(db, CONNECTIONS + 1)
     await connect(db, author, others)
     topo = await ensure_topology(sqs, sns, settings)
-    event = post_created(author)
+    event = await create_post(db, author)
     post = post_id(event)
     await publish_events(sns, topo.topic_arn, [event])
     env = _env(
@@ -145,7 +145,7 @@ async def test_queues_create_then_burst_worker_updates_feeds_and_exits_zero(
     assert code == 0, err
     assert f"queue {FEED}: " in out
     graph = await small_graph(db)
-    event = post_created(graph.author)
+    event = await create_post(db, graph.author)
     topic = (await sns.create_topic(Name=settings.events_topic))["TopicArn"]
     await publish_events(sns, topic, [event])
     # WHEN `socialpipe worker feed --burst` runs

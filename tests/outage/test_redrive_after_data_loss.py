@@ -90,7 +90,7 @@ async def test_outage_with_data_loss_then_reconcile_then_redrive_leaves_each_pos
 
         # AND their events sit in the DLQ: one as a worker dead-letters (attributes),
         # one as the queue's redrive policy moves it (none), one never delivered at all
-        dead = {
+        dead: dict[str, Any] = {
             "errorType": {"DataType": "String", "StringValue": "TransientError"},
             "sourceQueue": {"DataType": "String", "StringValue": FEED},
         }
@@ -131,7 +131,8 @@ async def test_outage_with_data_loss_then_reconcile_then_redrive_leaves_each_pos
                 for e in (with_attributes, moved_by_sqs, never_delivered)
             )
             for friend in friends:
-                held = sorted(v.decode() for v in await redis.lrange(feed_key(friend), 0, -1))
+                raw = await redis.lrange(feed_key(friend), 0, -1)
+                held = sorted(v.decode() if isinstance(v, bytes) else v for v in raw)
                 assert held == expected, f"feed of {friend}: {held}"
         finally:
             await redis.aclose()

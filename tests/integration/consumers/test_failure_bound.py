@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -100,10 +100,10 @@ def _search(dependency: _TimesOut) -> EventHandler:
 
 
 def _notifications(redis: Any, dependency: _TimesOut) -> EventHandler:
-    return NotificationsHandler(_SlowStore(dependency), RedisUnreadCounters(redis))  # type: ignore[arg-type]
+    return NotificationsHandler(_SlowStore(dependency), RedisUnreadCounters(redis))
 
 
-CASES = {
+CASES: dict[str, tuple[str, str, Callable[[], Envelope]]] = {
     "feed": ("feed-fanout", "Checking post", lambda: post_created()),
     "search": ("search-indexing", "Loading 1 profiles from PostgreSQL", lambda: profile_updated()),
     "notifications": ("notifications", "Saving notification", lambda: connection_requested()),
@@ -118,13 +118,14 @@ async def test_an_always_failing_dependency_is_called_a_bounded_number_of_times(
     settings = make_settings(aws_endpoint_url=aws, pollers=1, retry_base_seconds=0.2)
     queue, operation, make_event = CASES[pipeline]
     dependency = _TimesOut()
-    handler = {
+    handlers: dict[str, Callable[[], EventHandler]] = {
         "feed": lambda: _feed(redis_client, dependency),
         "search": lambda: _search(dependency),
         "notifications": lambda: _notifications(redis_client, dependency),
-    }[pipeline]()
+    }
+    handler = handlers[pipeline]()
     topo = await ensure_topology(sqs, sns, settings)
-    event: Envelope = make_event()
+    event = make_event()
     await send_raw(sqs, topo.queue_url(queue), event.to_json(), event.attributes())
 
     # WHEN its worker runs until the queue is drained

@@ -130,15 +130,16 @@ async def test_transient_failure_then_success_is_acked_in_process(
 async def test_persistent_transient_failure_is_dead_lettered_on_the_last_receive(
     sqs: Any, topo: Topology, aws: str
 ) -> None:
-    # GIVEN a handler that always fails transiently (no in-process retries, fast backoff)
+    # GIVEN a handler that always times out, a transient failure that is not an
+    # outage (no in-process retries, fast backoff)
     settings = make_settings(
         aws_endpoint_url=aws, pollers=1, inprocess_retries=0, retry_base_seconds=0.5
     )
 
-    async def down(_: Envelope, __: int) -> Outcome:
-        raise ConnectionError("redis is down")
+    async def slow(_: Envelope, __: int) -> Outcome:
+        raise TimeoutError("the search index did not answer in time")
 
-    handler = ScriptedHandler(down)
+    handler = ScriptedHandler(slow)
     event = post_created()
     await _send(sqs, topo, event)
     # WHEN consumed until the queue drains
@@ -147,8 +148,10 @@ async def test_persistent_transient_failure_is_dead_lettered_on_the_last_receive
     assert handler.calls[event.event_id] == settings.max_receive_count
     (dead,) = await drain(sqs, topo.dlq_url(FEED))
     a = attrs(dead)
-    assert a["errorType"] == "ConnectionError"
-    assert a["errorMessage"] == "redis is down"
+    assert a["errorType"] == "TimeoutError"
+    assert a["errorMessage"] == (
+        "Handling the event failed: the search index did not answer in time"
+    )
     assert a["attempts"] == str(settings.max_receive_count)
     assert orjson.loads(dead["Body"])["eventId"] == str(event.event_id)
 

@@ -15,6 +15,8 @@ import asyncpg
 import redis.asyncio as redis_asyncio
 from prometheus_client import REGISTRY
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.feed import build_feed_handler
 from config.settings import Settings
@@ -105,25 +107,54 @@ async def eventually(
 
 
 class FlakyPool(redis_asyncio.BlockingConnectionPool):
-    """A Redis pool whose first `failures` connection checkouts raise ConnectionError,
-    as when Redis restarts or a failover moves its address."""
+    """A Redis pool whose first `failures` connection checkouts raise `error`: by default
+    ConnectionError, as when Redis restarts or a failover moves its address (an outage);
+    a TimeoutError is a hiccup instead."""
 
-    def __init__(self, *args: Any, failures: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        failures: int,
+        error: type[RedisError] = RedisConnectionError,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.failures = failures
+        self.error = error
         self.checkouts = 0
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         self.checkouts += 1
         if self.failures > 0:
             self.failures -= 1
-            raise RedisConnectionError("Connection reset by peer (injected).")
+            raise self.error(f"{self.error.__name__} checking out a connection (injected).")
         return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
 
 
-def flaky_redis(url: str, failures: int) -> tuple[redis_asyncio.Redis, FlakyPool]:
-    pool = FlakyPool.from_url(url, failures=failures, max_connections=32, timeout=10)
+def flaky_redis(
+    url: str, failures: int, error: type[RedisError] = RedisConnectionError
+) -> tuple[redis_asyncio.Redis, FlakyPool]:
+    pool = FlakyPool.from_url(url, failures=failures, error=error, max_connections=32, timeout=10)
     return redis_asyncio.Redis.from_pool(pool), pool
+
+
+class ReadsTimingOutRedis(redis_asyncio.Redis):
+    """A Redis client that answers PING (its health probe) but times out on every
+    other command: a Redis that is up yet too slow to serve the worker."""
+
+    timeouts = 0
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        if args and str(args[0]).upper() != "PING":
+            self.timeouts += 1
+            raise RedisTimeoutError("Timeout reading from socket (injected).")
+        return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+
+def reads_timing_out(url: str) -> ReadsTimingOutRedis:
+    client = ReadsTimingOutRedis.from_url(url)
+    assert isinstance(client, ReadsTimingOutRedis)
+    return client
 
 
 async def feeds_holding(
@@ -142,18 +173,31 @@ def _text(value: bytes | str) -> str:
 
 
 class SwitchableSource:
-    """The PostgreSQL connection source behind a switch: while `down`, every read raises."""
+    """The PostgreSQL connection source behind a switch: while `down`, every read of
+    connections raises."""
 
     def __init__(self, inner: ConnectionSource) -> None:
         self._inner = inner
         self.down = False
         self.failed_reads = 0
 
+    async def post_exists(self, post_id: uuid.UUID, author_id: uuid.UUID) -> bool:
+        # The switch breaks connection reads only: the post check always answers.
+        return await self._inner.post_exists(post_id, author_id)
+
     async def accepted_connections(self, user_id: uuid.UUID) -> Sequence[uuid.UUID]:
         if self.down:
             self.failed_reads += 1
             raise OSError(f"connection refused reading the connections of {user_id}")
         return await self._inner.accepted_connections(user_id)
+
+
+async def visible(sqs: Any, url: str) -> int:
+    """How many messages of the queue are receivable now (not in flight, not delayed)."""
+    got = await sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    return int(got["Attributes"]["ApproximateNumberOfMessages"])
 
 
 def metric(name: str, **labels: str) -> float:

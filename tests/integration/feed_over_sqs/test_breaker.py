@@ -29,7 +29,7 @@ from tests.integration.feed_over_sqs.helpers import (
     running,
     small_graph,
 )
-from tests.integration.pipelines.feed.helpers import post_created, post_id
+from tests.integration.pipelines.feed.helpers import create_post, post_id
 
 OPEN_SECONDS = 30.0
 BREAKER = "socialpipe_circuit_breaker_state"
@@ -63,12 +63,12 @@ async def test_failing_source_falls_back_to_the_stale_cached_list(
     source = SwitchableSource(PgConnectionSource(db))
     cfg = breaker_settings(settings)
     consumer, _ = await feed_worker(stack, sqs, cfg, topo, connection_source=source)
-    await send(sqs, topo, post_created(graph.author))
+    await send(sqs, topo, await create_post(db, graph.author))
     await asyncio.wait_for(consumer.run(burst=True), 30)
     assert await redis_client.delete(connections_cache_key(graph.author)) == 1
     # WHEN the source fails and a new post arrives
     source.down = True
-    event = post_created(graph.author)
+    event = await create_post(db, graph.author)
     await send(sqs, topo, event)
     consumer, _ = await feed_worker(stack, sqs, cfg, topo, connection_source=source)
     await asyncio.wait_for(consumer.run(burst=True), 30)
@@ -94,7 +94,7 @@ async def test_open_breaker_without_cache_pauses_polling_until_half_open(
     clock = FakeClock()
     cfg = breaker_settings(settings)
     consumer, _ = await feed_worker(stack, sqs, cfg, topo, connection_source=source, clock=clock)
-    event = post_created(graph.author)
+    event = await create_post(db, graph.author)
     await send(sqs, topo, event)
     async with running(consumer):
         # WHEN its failures open the breaker

@@ -17,7 +17,7 @@ from contracts.keys import feed_key
 from tests.factories import sns_notification
 from tests.integration.consumers.helpers import depth
 from tests.integration.feed_over_sqs.helpers import FEED, feed_worker, feeds_holding, small_graph
-from tests.integration.pipelines.feed.helpers import feed, post_created, post_id
+from tests.integration.pipelines.feed.helpers import create_post, feed, post_id
 
 
 async def test_published_post_reaches_both_directions_of_connections_once_at_the_head(
@@ -34,7 +34,7 @@ async def test_published_post_reaches_both_directions_of_connections_once_at_the
     older = str(uuid.uuid4())
     for user in graph.connections:
         await redis_client.lpush(feed_key(user), older)
-    event = post_created(graph.author)
+    event = await create_post(db, graph.author)
     # WHEN the same PostCreated is published three times and a burst worker drains the queue
     await publish_events(sns, topo.topic_arn, [event, event, event])
     consumer, _ = await feed_worker(stack, sqs, worker_settings, topo)
@@ -61,7 +61,7 @@ async def test_raw_and_sns_enveloped_bodies_are_both_fanned_out(
 ) -> None:
     # GIVEN one post sent as a raw body and one wrapped in an SNS notification
     graph = await small_graph(db)
-    raw, wrapped = post_created(graph.author), post_created(graph.author)
+    raw, wrapped = await create_post(db, graph.author), await create_post(db, graph.author)
     url = topo.queue_url(FEED)
     await send_raw(sqs, url, raw.to_json(), raw.attributes())
     await send_raw(sqs, url, sns_notification(wrapped, topo.topic_arn))

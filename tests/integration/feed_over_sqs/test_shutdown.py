@@ -15,7 +15,7 @@ from consumers.topology import Topology
 from contracts.keys import fanout_marker_key
 from tests.conftest import make_settings
 from tests.integration.feed_over_sqs.helpers import FEED, eventually, feed_worker, feeds_holding
-from tests.integration.pipelines.feed.helpers import add_users, connect, post_created, post_id
+from tests.integration.pipelines.feed.helpers import add_users, connect, create_post, post_id
 
 CONNECTIONS = 12_000
 GRACE = 0.05
@@ -32,7 +32,7 @@ async def test_stop_cuts_a_long_fan_out_short_after_the_grace_and_returns_the_me
     # GIVEN a worker fanning a post out to 12,000 feeds two at a time
     author, *others = await add_users(db, CONNECTIONS + 1)
     await connect(db, author, others)
-    event = post_created(author)
+    event = await create_post(db, author)
     await send_raw(sqs, topo.queue_url(FEED), event.to_json(), event.attributes())
     cfg = make_settings(
         aws_endpoint_url=settings.aws_endpoint_url,

@@ -29,7 +29,7 @@ from tests.integration.kafka.helpers import (
     read_topic,
     settings_env,
 )
-from tests.integration.pipelines.feed.helpers import add_users, connect, feed, post_created, post_id
+from tests.integration.pipelines.feed.helpers import add_users, connect, create_post, feed, post_id
 
 CONNECTIONS = 6_000
 # Batches of one, one at a time: the big fan-out lasts over a second, while the small
@@ -100,8 +100,9 @@ async def test_a_worker_killed_mid_fan_out_loses_nothing_and_no_feed_shows_a_pos
     author, *fans = await add_users(db, CONNECTIONS + 1)
     await connect(db, author, fans)
     small = await _small_authors(db)
-    big = post_created(author)
-    posts: dict[str, Envelope] = {post_id(e): e for e in [big, *map(post_created, small)]}
+    big = await create_post(db, author)
+    smalls = [await create_post(db, a) for a in small]
+    posts: dict[str, Envelope] = {post_id(e): e for e in [big, *smalls]}
     await produce(kafka_settings, list(posts.values()))
     placed = await _placement(kafka_settings)
     big_post = post_id(big)

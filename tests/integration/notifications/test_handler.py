@@ -29,6 +29,7 @@ from pipelines.notifications.plan import plan_notification
 from pipelines.notifications.postgres import PgNotificationStore
 from pipelines.notifications.redis_counters import RedisUnreadCounters, notifications_channel
 from store.notifications import mark_all_read
+from tests.integration.outcomes import outcomes_of
 
 
 async def new_user(db: asyncpg.Pool) -> uuid.UUID:
@@ -201,8 +202,11 @@ async def test_unreachable_redis_asks_for_a_retry(db: asyncpg.Pool) -> None:
     # GIVEN a Redis that does not answer
     a, b = await new_user(db), await new_user(db)
     dead = redis_asyncio.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
-    # WHEN an event is handled
-    [outcome] = await asyncio.wait_for(handler_for(db, dead).handle([requested(a, b)]), 10)
+    # WHEN an event is handled as the worker does
+    [outcome] = await asyncio.wait_for(outcomes_of(handler_for(db, dead), [requested(a, b)]), 10)
     await dead.aclose()
-    # THEN the message is retried later rather than dead-lettered or lost
+    # THEN the message is retried later for a Redis outage rather than dead-lettered
+    # or lost, and the reason names what failed
     assert isinstance(outcome, Retry)
+    assert outcome.outage == "Redis"
+    assert outcome.reason.startswith("Counting an unread notification in Redis failed: ")

@@ -47,6 +47,23 @@ def post_created(
     return new_envelope(payload, occurred_at=when)
 
 
+async def create_post(
+    db: asyncpg.Pool, author: uuid.UUID, *, occurred_at: datetime | None = None
+) -> Envelope:
+    """A post of `author` stored in PostgreSQL, and its PostCreated envelope.
+
+    The feed handler fans out only posts PostgreSQL has (by that author): events
+    handled with PostgreSQL as the connection source need the row.
+    """
+    event = post_created(author, occurred_at=occurred_at)
+    await db.execute(
+        "INSERT INTO posts (id, author_id, text_content) VALUES ($1, $2, 'x')",
+        uuid.UUID(post_id(event)),
+        author,
+    )
+    return event
+
+
 def connection_accepted(requester: uuid.UUID, addressee: uuid.UUID) -> Envelope:
     payload = ConnectionAccepted(
         connection_id=uuid.uuid4(),

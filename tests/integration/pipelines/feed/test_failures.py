@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 
 import pytest
 import redis.asyncio as redis_asyncio
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from contracts.errors import DependencyUnavailable
+from contracts.errors import DependencyDown, DependencyUnavailable, TransientError
 from contracts.keys import connections_cache_key
 from contracts.outcomes import ACK, Retry
 from pipelines.feed.breaker import BreakerState, CircuitBreaker
 from pipelines.feed.distribution import Distributor
 from pipelines.feed.enrichment import ConnectionLookup
 from pipelines.feed.handler import FeedHandler
+from pipelines.feed.ports import BatchResult, FeedStore
 from pipelines.feed.redis_feeds import RedisFeedStore
 from tests.conftest import free_port
 from tests.fakes import FakeClock, FakeConnectionSource, FlakyFeedStore
+from tests.integration.outcomes import outcomes_of
 from tests.integration.pipelines.feed.helpers import build, feed, post_created, post_id
 
 BREAKER = {"breaker_min_calls": 2, "breaker_open_seconds": 30.0, "breaker_call_timeout": 0.2}
@@ -50,7 +53,72 @@ def lookup(
     return ConnectionLookup(source, client, breaker, fresh_ttl=300, stale_ttl=86_400)
 
 
-async def test_redis_failing_transiently_gives_retry_then_success(
+class TimingOutOnceFeedStore:
+    """Wraps a `FeedStore`; the first push times out (a hiccup, not an outage)."""
+
+    def __init__(self, inner: FeedStore) -> None:
+        self._inner = inner
+        self.calls = 0
+
+    async def push_batch(
+        self,
+        post_id: uuid.UUID,
+        recipients: Sequence[uuid.UUID],
+        *,
+        digest: str,
+        owner: str,
+        careful: bool,
+    ) -> BatchResult:
+        self.calls += 1
+        if self.calls == 1:
+            raise RedisTimeoutError("Timeout reading from socket (injected).")
+        return await self._inner.push_batch(
+            post_id, recipients, digest=digest, owner=owner, careful=careful
+        )
+
+    async def head(self, user_id: uuid.UUID, count: int) -> list[uuid.UUID]:
+        return await self._inner.head(user_id, count)
+
+    async def careful_until(self) -> float:
+        return await self._inner.careful_until()
+
+
+def handler_on(
+    store: FeedStore, source: FakeConnectionSource, client: redis_asyncio.Redis
+) -> FeedHandler:
+    return FeedHandler(
+        lookup=lookup(source, client, FakeClock()),
+        posts=source,
+        distributor=Distributor(store, parallelism=2),
+        batch_size=2,
+        marker_ttl=86_400,
+        dependencies={"Redis": client.ping},
+    )
+
+
+async def test_redis_timing_out_once_is_retried_in_process_and_completes(
+    redis_client: redis_asyncio.Redis,
+) -> None:
+    # GIVEN a feed store whose first push times out
+    author, *friends = people(5)
+    source = FakeConnectionSource()
+    source.connect(author, *friends)
+    store = TimingOutOnceFeedStore(RedisFeedStore(redis_client, max_length=800, marker_ttl=86_400))
+    handler = handler_on(store, source, redis_client)
+    event = post_created(author)
+
+    # WHEN handled through the invoker, which may call twice
+    outcomes = await outcomes_of(handler, [event], attempts=2)
+
+    # THEN the second call (each of the 2 batches pushed again) completes the fan-out,
+    # with one entry in each feed
+    assert outcomes == [ACK]
+    assert store.calls >= 3
+    for friend in friends:
+        assert await feed(redis_client, friend) == [post_id(event)]
+
+
+async def test_redis_connection_dropped_once_is_an_outage_retry_then_success(
     redis_client: redis_asyncio.Redis,
 ) -> None:
     # GIVEN a feed store whose first push fails with a connection error
@@ -58,22 +126,22 @@ async def test_redis_failing_transiently_gives_retry_then_success(
     source = FakeConnectionSource()
     source.connect(author, *friends)
     flaky = FlakyFeedStore(RedisFeedStore(redis_client, max_length=800, marker_ttl=86_400), 1)
-    handler = FeedHandler(
-        lookup=lookup(source, redis_client, FakeClock()),
-        distributor=Distributor(flaky, parallelism=2),
-        batch_size=2,
-        marker_ttl=86_400,
-    )
+    handler = handler_on(flaky, source, redis_client)
     event = post_created(author)
 
-    # WHEN handled twice
-    first = await handler.handle([event])
-    second = await handler.handle([event])
+    # WHEN handled through the invoker, which may call three times
+    [first] = await outcomes_of(handler, [event], attempts=3)
 
-    # THEN the first is a transient retry, the second completes with one entry each
-    assert isinstance(first[0], Retry)
-    assert first[0].error_type == "TransientError"
-    assert second == [ACK]
+    # THEN it is a retry for a Redis outage naming what failed, not retried in process
+    # (a second call would have succeeded)
+    assert isinstance(first, Retry)
+    assert first.error_type == "DependencyDown"
+    assert first.outage == "Redis"
+    assert first.reason.startswith("Handling the event failed: Connection reset by peer")
+    assert flaky.failures == 0
+
+    # WHEN the event is delivered again THEN it completes with one entry each
+    assert await handler.handle([event]) == [ACK]
     for friend in friends:
         assert await feed(redis_client, friend) == [post_id(event)]
 
@@ -113,11 +181,17 @@ async def test_open_breaker_without_cache_retries_and_pauses_until_half_open(
     handler = await build(stack, redis_client, source=source, clock=clock, **BREAKER)
 
     # WHEN posts are handled until the breaker opens
-    outcomes = [(await handler.handle([post_created(author)]))[0] for _ in range(3)]
+    outcomes = [(await outcomes_of(handler, [post_created(author)]))[0] for _ in range(3)]
 
-    # THEN each is a retry, the last refused by the open breaker without a source call
-    assert all(isinstance(o, Retry) for o in outcomes)
-    assert outcomes[-1].error_type == DependencyUnavailable.error_type  # type: ignore[union-attr]
+    # THEN each is a retry for a PostgreSQL outage, the last refused by the open
+    # breaker without a source call
+    assert all(isinstance(o, Retry) and o.outage == "PostgreSQL" for o in outcomes)
+    assert [o.error_type for o in outcomes] == [  # type: ignore[union-attr]
+        "DependencyDown",
+        "DependencyDown",
+        DependencyUnavailable.error_type,
+    ]
+    assert "breaker 'connections' is open" in outcomes[-1].reason  # type: ignore[union-attr]
     assert source.calls == 2
 
     # AND wait_ready blocks until the open period has passed
@@ -146,10 +220,14 @@ async def test_slow_source_times_out_and_counts_as_failure(
 
     # WHEN read twice
     for _ in range(2):
-        with pytest.raises(Exception, match="unavailable"):
+        with pytest.raises(TransientError, match=r"Reading the connections of user .* failed") as e:
             await look.connections(uuid.uuid4())
 
-    # THEN the breaker opened
+        # THEN each read fails as a transient timeout, not as an outage
+        assert e.value.error_type == "TimeoutError"
+        assert not isinstance(e.value, DependencyDown)
+
+    # AND the breaker opened
     assert look._breaker.state is BreakerState.OPEN
 
 
@@ -169,7 +247,9 @@ async def test_script_is_reloaded_after_script_flush(redis_client: redis_asyncio
     assert (await store.head(user, 1)) == [post]
 
 
-async def test_unreachable_redis_gives_retry_not_a_crash(stack: AsyncExitStack) -> None:
+async def test_unreachable_redis_gives_an_outage_retry_not_a_crash(
+    stack: AsyncExitStack,
+) -> None:
     # GIVEN a handler whose Redis does not answer (nothing listens on the port)
     source = FakeConnectionSource()
     author = uuid.uuid4()
@@ -178,13 +258,14 @@ async def test_unreachable_redis_gives_retry_not_a_crash(stack: AsyncExitStack) 
     stack.push_async_callback(dead.aclose)
     handler = await build(stack, dead, source=source)
 
-    # WHEN a post is handled
-    [outcome] = await handler.handle([post_created(author)])
+    # WHEN a post is handled through the invoker
+    [outcome] = await asyncio.wait_for(outcomes_of(handler, [post_created(author)]), 10)
 
-    # THEN the message is retried as a transient failure
+    # THEN the message is retried for a Redis outage, naming the operation that failed
     assert isinstance(outcome, Retry)
-    assert outcome.error_type == "TransientError"
-    assert "Redis is unreachable" in outcome.reason
+    assert outcome.error_type == "DependencyDown"
+    assert outcome.outage == "Redis"
+    assert outcome.reason.startswith("Reading cached connections from Redis failed: ")
 
 
 async def test_read_racing_with_an_invalidation_is_not_cached(

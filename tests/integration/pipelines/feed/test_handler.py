@@ -15,12 +15,13 @@ from prometheus_client import REGISTRY
 
 from contracts.events import utcnow
 from contracts.keys import connections_cache_key, feed_key
-from contracts.outcomes import ACK, Retry
+from contracts.outcomes import ACK, DeadLetter, Retry
 from tests.integration.pipelines.feed.helpers import (
     add_users,
     build,
     connect,
     connection_accepted,
+    create_post,
     feed,
     post_created,
     post_id,
@@ -50,7 +51,7 @@ async def test_connections_in_both_directions_get_the_post_at_the_head(
     for user in (asked, asker):
         await redis_client.lpush(feed_key(user), "older-post")
     handler = await build(stack, redis_client)
-    event = post_created(author)
+    event = await create_post(db, author)
     latency_before = _sample("socialpipe_end_to_end_latency_seconds_count", LATENCY_LABELS)
     written_before = _sample("socialpipe_fanout_targets_written_total")
 
@@ -70,6 +71,29 @@ async def test_connections_in_both_directions_get_the_post_at_the_head(
     assert await feed(redis_client, author) == []
 
 
+async def test_post_missing_from_postgres_or_of_another_author_is_dead_lettered_unsent(
+    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+) -> None:
+    # GIVEN an author with a connection, an event naming a post PostgreSQL does not
+    # have, and an event naming a stored post under the wrong author
+    author, friend, other = await add_users(db, 3)
+    await connect(db, author, [friend])
+    handler = await build(stack, redis_client)
+    missing = post_created(author)
+    stored = await create_post(db, other)
+    misattributed = post_created(author, post=uuid.UUID(post_id(stored)))
+
+    # WHEN both are handled
+    outcomes = await handler.handle([missing, misattributed])
+
+    # THEN each is dead-lettered as an unknown entity naming its post, and nobody got it
+    for event, outcome in zip([missing, misattributed], outcomes, strict=True):
+        assert isinstance(outcome, DeadLetter)
+        assert outcome.error_type == "UnknownEntity"
+        assert post_id(event) in outcome.reason
+    assert await feed(redis_client, friend) == []
+
+
 async def test_pending_declined_and_strangers_get_nothing(
     db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
 ) -> None:
@@ -81,7 +105,7 @@ async def test_pending_declined_and_strangers_get_nothing(
     handler = await build(stack, redis_client)
 
     # WHEN a post is handled
-    assert await handler.handle([post_created(author)]) == [ACK]
+    assert await handler.handle([await create_post(db, author)]) == [ACK]
 
     # THEN only the accepted connection has a feed
     assert len(await feed(redis_client, friend)) == 1
@@ -96,7 +120,7 @@ async def test_duplicate_delivery_leaves_one_entry_per_feed(
     author, *friends = await add_users(db, 26)
     await connect(db, author, friends)
     handler = await build(stack, redis_client, fanout_batch_size=10)
-    event = post_created(author)
+    event = await create_post(db, author)
 
     # WHEN the same event is handled three times
     for _ in range(3):
@@ -123,7 +147,7 @@ async def test_author_with_12000_connections_reaches_all(
     handler = await build(stack, redis_client)
 
     # WHEN a post is handled
-    event = post_created(author)
+    event = await create_post(db, author)
     assert await handler.handle([event]) == [ACK]
 
     # THEN every one of them has it
@@ -145,7 +169,7 @@ async def test_feed_is_capped_with_newest_at_head(
     handler = await build(stack, redis_client, feed_max_length=5)
 
     # WHEN 8 posts are handled
-    events = [post_created(author) for _ in range(8)]
+    events = [await create_post(db, author) for _ in range(8)]
     for event in events:
         assert await handler.handle([event]) == [ACK]
 
@@ -162,7 +186,7 @@ async def test_wrong_type_key_fails_only_that_target_and_redelivery_completes_it
     await connect(db, author, [broken, *others])
     await redis_client.set(feed_key(broken), "not a list")
     handler = await build(stack, redis_client, fanout_batch_size=3)
-    event = post_created(author)
+    event = await create_post(db, author)
     post = post_id(event)
 
     # WHEN handled
@@ -190,7 +214,7 @@ async def test_old_event_is_handled_carefully_skipping_feeds_that_hold_the_post(
     # and no marker left (it expired)
     author, reached, missed = await add_users(db, 3)
     await connect(db, author, [reached, missed])
-    event = post_created(author, occurred_at=utcnow() - timedelta(days=2))
+    event = await create_post(db, author, occurred_at=utcnow() - timedelta(days=2))
     post = post_id(event)
     await redis_client.lpush(feed_key(reached), post, "newer-post")
     handler = await build(stack, redis_client)
@@ -211,7 +235,7 @@ async def test_connection_accepted_invalidates_both_cached_lists(
     await connect(db, a, [c])
     handler = await build(stack, redis_client)
     for author in (a, b):
-        assert await handler.handle([post_created(author)]) == [ACK]
+        assert await handler.handle([await create_post(db, author)]) == [ACK]
         assert await redis_client.exists(connections_cache_key(author))
 
     # WHEN a and b connect and the event is handled
@@ -220,7 +244,7 @@ async def test_connection_accepted_invalidates_both_cached_lists(
 
     # THEN both caches are gone and the next post of b reaches a
     assert not await redis_client.exists(connections_cache_key(a), connections_cache_key(b))
-    event = post_created(b)
+    event = await create_post(db, b)
     assert await handler.handle([event]) == [ACK]
     assert (await feed(redis_client, a))[0] == post_id(event)
 
@@ -244,7 +268,7 @@ async def test_occurred_at_without_offset_is_read_as_utc(
     author, friend = await add_users(db, 2)
     await connect(db, author, [friend])
     handler = await build(stack, redis_client)
-    event = post_created(author, occurred_at=utcnow().replace(tzinfo=None))
+    event = await create_post(db, author, occurred_at=utcnow().replace(tzinfo=None))
 
     # WHEN handled THEN it is fanned out like any other
     assert await handler.handle([event]) == [ACK]
@@ -261,7 +285,7 @@ async def test_more_concurrent_fan_outs_than_redis_connections_all_succeed(
     for author in authors:
         await connect(db, author, [friend])
     handler = await build(stack, None, fanout_parallelism=1)
-    events = [post_created(author) for author in authors]
+    events = [await create_post(db, author) for author in authors]
 
     # WHEN all are handled concurrently
     outcomes = await asyncio.gather(*(handler.handle([e]) for e in events))

@@ -23,14 +23,18 @@ class PgNotificationStore:
         async with self._pool.acquire() as conn:
             # A user deleted meanwhile has nobody to notify: insert nothing.
             inserted = await conn.fetchval(
-                "INSERT INTO notifications (event_id, user_id, kind, actor_id, subject_id)"
-                " SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM users WHERE id = $2)"
+                # A row for the same source written by `reconcile notifications` makes
+                # the insert trigger skip this one: no second row, no second count.
+                "INSERT INTO notifications"
+                " (event_id, user_id, kind, actor_id, subject_id, source_id)"
+                " SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM users WHERE id = $2)"
                 " ON CONFLICT (event_id) DO NOTHING RETURNING true",
                 n.event_id,
                 n.user_id,
                 n.kind,
                 n.actor_id,
                 n.subject_id,
+                n.source_id,
             )
             if inserted:
                 return True

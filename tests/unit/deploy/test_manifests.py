@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -221,3 +223,21 @@ def test_dashboard_queries_only_metrics_that_exist() -> None:
     # THEN each is defined, and the key ones are on the dashboard
     assert used <= defined, used - defined
     assert {"socialpipe_end_to_end_latency_seconds", "socialpipe_dlq_depth"} <= used
+
+
+def test_kustomization_lists_each_resource_once() -> None:
+    # GIVEN the kustomization WHEN its resources are read as a list THEN none repeats
+    # (kustomize refuses a resource registered twice: `kubectl apply -k` would fail)
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    resources = kustomization["resources"]
+    assert len(resources) == len(set(resources)), sorted(resources)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kubectl_kustomize_builds_the_manifests() -> None:
+    # GIVEN kubectl WHEN it builds deploy/k8s as `kubectl apply -k` would THEN it succeeds
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert built.returncode == 0, built.stderr
+    assert "name: reconcile-notifications" in built.stdout

@@ -28,9 +28,9 @@ from consumers.kafka.records import FAILURE_KEYS, RETRY_KEYS, header_map, to_hea
 from consumers.kafka.topics import dlq_topic, retry_topic
 from consumers.messages import REDRIVE_MARK
 from contracts.events import format_time
+from contracts.pacing import RateLimiter
 from dlq.letters import attempts_of
 from dlq.ports import DeadLettersMissing, DeadMessage, Peek, Progress, RedriveOptions, RedriveResult
-from reconcile.pacing import RateLimiter
 
 FETCH_TIMEOUT_MS: Final = 1000
 # Fetches that may come back empty before a scan gives up on a partition's remaining range.

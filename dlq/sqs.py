@@ -31,9 +31,9 @@ from consumers.publish import chunked
 from consumers.topology import queue_url
 from contracts.events import format_time
 from contracts.keys import dlq_name
+from contracts.pacing import RateLimiter
 from dlq.letters import attempts_of, policy_attempts
 from dlq.ports import DeadMessage, Peek, Progress, RedriveOptions, RedriveResult
-from reconcile.pacing import RateLimiter
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

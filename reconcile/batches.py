@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Final
 
-from reconcile.pacing import RateLimiter
+from contracts.pacing import RateLimiter
 from reconcile.report import ReconcileReport
 
 MAX_BATCH_SIZE: Final = 5000

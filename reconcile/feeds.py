@@ -52,10 +52,10 @@ from typing import Final
 import asyncpg
 
 from contracts.keys import careful_until_key
+from contracts.pacing import RateLimiter
 from reconcile.batches import Batch, check_limits, run_batches
 from reconcile.careful import CarefulUntil
 from reconcile.feed_store import RedisFeedRewriter
-from reconcile.pacing import RateLimiter
 from reconcile.report import ReconcileReport
 
 _EXPECTED = """

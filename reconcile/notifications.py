@@ -31,8 +31,8 @@ import asyncpg
 import redis.asyncio as redis
 
 from contracts.keys import unread_notifications_key
+from contracts.pacing import RateLimiter
 from reconcile.batches import Batch, check_limits, run_batches
-from reconcile.pacing import RateLimiter
 from reconcile.report import ReconcileReport
 from store.notifications import (
     SourcedNotification,

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from contracts.pacing import RateLimiter
 from pipelines.search.handler import build_documents
 from pipelines.search.ports import AuditableSearchIndex, Tombstone
 from reconcile.batches import Batch, check_limits, run_batches
-from reconcile.pacing import RateLimiter
 from reconcile.report import ReconcileReport
 from store.profiles import load_profiles, profile_ids_after
 from transforms.search_document import UserSearchDocument, content_hash

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reconcile.pacing import RateLimiter
+from contracts.pacing import RateLimiter
 from tests.fakes import FakeClock
 
 

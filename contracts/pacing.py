@@ -1,4 +1,4 @@
-"""A rate limiter for operator jobs (units per second), shared by redrive and reconciliation."""
+"""A rate limiter for operator jobs (units per second): DLQ redrive and reconciliation."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Final
 import structlog
 
 from consumers.messages import ReceivedMessage
-from consumers.publish import chunked
+from contracts.wire import chunked
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

@@ -14,10 +14,10 @@ from consumers.deleter import BatchDeleter
 from consumers.delivery import REQUEUE_MARK
 from consumers.failure_log import DEAD_LETTER, RETRY, log_failure
 from consumers.messages import ReceivedMessage, dead_letter_attributes
-from consumers.publish import chunked
 from contracts.events import format_time
 from contracts.metrics import MESSAGES_DEAD_LETTERED, MESSAGES_REQUEUED, MESSAGES_RETRIED
 from contracts.outcomes import DeadLetter, Failure, Outcome, Retry
+from contracts.wire import chunked
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

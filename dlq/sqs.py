@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any, Final
 from botocore.exceptions import ClientError
 
 from consumers.messages import DEAD_LETTER_KEYS, MAX_ATTRIBUTES, REDRIVE_MARK
-from consumers.publish import chunked
 from consumers.topology import queue_url
 from contracts.events import format_time
 from contracts.keys import dlq_name
 from contracts.pacing import RateLimiter
+from contracts.wire import chunked
 from dlq.letters import attempts_of, policy_attempts
 from dlq.ports import DeadMessage, Peek, Progress, RedriveOptions, RedriveResult
 

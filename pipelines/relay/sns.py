@@ -1,4 +1,4 @@
-"""The SNS adapter of `EventPublisher`: PublishBatch, entries built by `consumers.publish`."""
+"""The SNS adapter of `EventPublisher`, its PublishBatch entries and `publish_events`."""
 
 from __future__ import annotations
 
@@ -8,20 +8,60 @@ from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from consumers.publish import PUBLISH_BATCH, chunked, publish_entries
 from contracts.errors import PermanentError, TransientError
 from contracts.events import Envelope, decode_body
+from contracts.wire import chunked, string_attributes
 from pipelines.relay.ports import PublishResult
 from store.outbox import OutboxRow
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
+    from types_aiobotocore_sns.type_defs import PublishBatchRequestEntryTypeDef
 
 Entry = tuple[OutboxRow, Envelope]
+PUBLISH_BATCH: Final = 10
 # Whole-call errors that blame the request's content, not the bus or our credentials.
 REQUEST_FAULTS: Final = frozenset(
     {"BatchRequestTooLong", "InvalidParameter", "InvalidParameterValue"}
 )
+
+
+def publish_entries(envelopes: Sequence[Envelope]) -> list[PublishBatchRequestEntryTypeDef]:
+    """PublishBatch entries; the id is the batch position, so failures map back."""
+    return [
+        {
+            "Id": str(i),
+            "Message": env.to_json().decode(),
+            "MessageAttributes": string_attributes(env.attributes()),
+        }
+        for i, env in enumerate(envelopes)
+    ]
+
+
+async def publish_events(sns: SNSClient, topic_arn: str, envelopes: Sequence[Envelope]) -> int:
+    """Publish envelopes in batches of 10; returns how many were published.
+
+    Raises `TransientError` naming the failed event ids if any entry fails, so the
+    caller retries them; entries before the failure stay published, which
+    at-least-once consumers tolerate. Tools and tests publish with this; the relay
+    uses `SnsPublisher`, which tells refused rows from unsent ones.
+    """
+    published = 0
+    for chunk in chunked(envelopes, PUBLISH_BATCH):
+        try:
+            result = await sns.publish_batch(
+                TopicArn=topic_arn,
+                PublishBatchRequestEntries=publish_entries(chunk),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise TransientError(f"Publishing to SNS failed: {exc}.") from exc
+        failed = result.get("Failed", [])
+        if failed:
+            ids = ", ".join(str(chunk[int(f["Id"])].event_id) for f in failed)
+            reason = failed[0].get("Message") or failed[0].get("Code", "unknown")
+            raise TransientError(f"SNS refused {len(failed)} event(s) ({ids}): {reason}.")
+        published += len(chunk)
+    return published
 
 
 class SnsPublisher:

@@ -15,9 +15,9 @@ import orjson
 import redis.asyncio as redis_asyncio
 
 from config.settings import Settings
-from consumers.publish import publish_events
 from consumers.topology import ensure_topology
 from contracts.keys import fanout_marker_key
+from pipelines.relay.sns import publish_events
 from tests.integration.consumers.helpers import depth
 from tests.integration.feed_over_sqs.helpers import FEED, eventually, feeds_holding, small_graph
 from tests.integration.pipelines.feed.helpers import add_users, connect, create_post, post_id

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from config.settings import Settings
-from consumers.publish import publish_events, send_raw
+from consumers.publish import send_raw
 from consumers.topology import UnknownQueue, ensure_topology, queue_url
 from contracts.events import decode_body
+from pipelines.relay.sns import publish_events
 from tests.factories import comment_created, connection_accepted, post_created, profile_updated
 
 

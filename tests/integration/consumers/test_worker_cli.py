@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from cli.main import app
 from config.settings import Settings
 from config.worker import PipelineUnavailable, build_handler, run_worker
-from consumers.publish import publish_events
 from consumers.topology import ensure_topology
+from pipelines.relay.sns import publish_events
 from tests.conftest import free_port, make_settings
 from tests.factories import post_created
 from tests.integration.consumers.helpers import ScriptedHandler, depth, http_get

@@ -13,12 +13,13 @@ import pytest
 from config.settings import Settings
 from config.worker import run_worker
 from consumers.messages import REDRIVE_MARK
-from consumers.publish import publish_events, send_raw
+from consumers.publish import send_raw
 from consumers.topology import Topology, ensure_topology
 from contracts.metrics import DLQ_DEPTH
 from dlq.depth import refresh_once, refreshing_dlq_depth
 from dlq.ports import RedriveOptions
 from dlq.sqs import SqsDeadLetters
+from pipelines.relay.sns import publish_events
 from pipelines.search.postgres import PostgresSearchIndex
 from tests.factories import post_created, profile_updated
 from tests.integration.consumers.helpers import attrs, depth, drain, wait_until

@@ -11,9 +11,10 @@ import asyncpg
 import redis.asyncio as redis_asyncio
 
 from config.settings import Settings
-from consumers.publish import publish_events, send_raw
+from consumers.publish import send_raw
 from consumers.topology import Topology
 from contracts.keys import feed_key
+from pipelines.relay.sns import publish_events
 from tests.factories import sns_notification
 from tests.integration.consumers.helpers import depth
 from tests.integration.feed_over_sqs.helpers import FEED, feed_worker, feeds_holding, small_graph

@@ -25,10 +25,11 @@ from consumers.messages import (
     ReceivedMessage,
     dead_letter_attributes,
 )
-from consumers.publish import chunked, publish_entries, string_attributes
 from contracts.errors import DependencyDown, InvalidEvent, TransientError
 from contracts.failures import POSTGRES, REDIS, UnexpectedError, boundary, is_transient, translate
 from contracts.outcomes import DeadLetter, Retry
+from contracts.wire import chunked, string_attributes
+from pipelines.relay.sns import publish_entries
 from tests.factories import post_created, sqs_message
 
 

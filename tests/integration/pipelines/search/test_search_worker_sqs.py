@@ -8,8 +8,9 @@ import asyncpg
 
 from config.settings import Settings
 from config.worker import run_worker
-from consumers.publish import publish_events, send_raw
+from consumers.publish import send_raw
 from consumers.topology import ensure_topology
+from pipelines.relay.sns import publish_events
 from pipelines.search.ports import SearchQuery
 from pipelines.search.postgres import PostgresSearchIndex
 from tests.integration.consumers.helpers import attrs, drain

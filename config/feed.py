@@ -16,6 +16,7 @@ from pipelines.feed.distribution import Distributor
 from pipelines.feed.enrichment import ConnectionLookup
 from pipelines.feed.handler import FeedHandler
 from pipelines.feed.ports import ConnectionSource
+from pipelines.feed.redis_cache import RedisConnectionCache
 from pipelines.feed.redis_feeds import RedisFeedStore
 from store.connections import PgConnectionSource
 from store.db import create_pool
@@ -74,13 +75,12 @@ async def build_feed_handler(
         open_seconds=settings.breaker_open_seconds,
         clock=clock or time.monotonic,
     )
-    lookup = ConnectionLookup(
-        connection_source,
+    cache = RedisConnectionCache(
         redis,
-        breaker,
         fresh_ttl=settings.connections_cache_ttl,
         stale_ttl=settings.connections_stale_ttl,
     )
+    lookup = ConnectionLookup(connection_source, cache, breaker)
     store = RedisFeedStore(
         redis, max_length=settings.feed_max_length, marker_ttl=settings.fanout_marker_ttl
     )

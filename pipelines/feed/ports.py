@@ -1,6 +1,6 @@
 """Ports the feed pipeline needs. Real adapters live beside the code that owns
-them (`store/connections.py`, `pipelines/feed/redis_feeds.py`); unit-test fakes
-live in `tests/fakes.py`."""
+them (`store/connections.py`, `pipelines/feed/redis_feeds.py`,
+`pipelines/feed/redis_cache.py`); unit-test fakes live in `tests/fakes.py`."""
 
 from __future__ import annotations
 
@@ -62,4 +62,44 @@ class FeedStore(Protocol):
 
     async def careful_until(self) -> float:
         """UNIX seconds until which every push must check feeds first (0: no such mark)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CachedConnections:
+    """One read of the fresh cached list, with the generation seen at that moment.
+
+    `connections` is None on a miss. `generation` is opaque: hand it back to
+    `ConnectionCache.store_if_unchanged` so a list read before an invalidation
+    is not cached after it.
+    """
+
+    connections: Sequence[uuid.UUID] | None
+    generation: bytes
+
+
+class ConnectionCache(Protocol):
+    """The cache of users' accepted connections in front of the `ConnectionSource`.
+
+    A fresh copy (short TTL, dropped on invalidation) and a stale copy (long TTL,
+    kept on invalidation: the fallback while the source is failing).
+    """
+
+    async def read(self, user_id: uuid.UUID) -> CachedConnections:
+        """The fresh copy, if any, and the current generation."""
+        ...
+
+    async def store_if_unchanged(
+        self, user_id: uuid.UUID, connections: Sequence[uuid.UUID], generation: bytes
+    ) -> bool:
+        """Store both copies unless an invalidation bumped the generation since the read;
+        returns whether they were stored."""
+        ...
+
+    async def invalidate(self, *user_ids: uuid.UUID) -> None:
+        """Drop the fresh copies and bump the generations; the stale copies stay."""
+        ...
+
+    async def read_stale(self, user_id: uuid.UUID) -> Sequence[uuid.UUID] | None:
+        """The stale copy, if any."""
         ...

@@ -26,6 +26,7 @@ from pipelines.feed.breaker import CircuitBreaker
 from pipelines.feed.distribution import Distributor
 from pipelines.feed.enrichment import ConnectionLookup
 from pipelines.feed.handler import FeedHandler
+from pipelines.feed.redis_cache import RedisConnectionCache
 from pipelines.feed.redis_feeds import RedisFeedStore
 from pipelines.notifications.handler import NotificationsHandler
 from pipelines.notifications.plan import Notification
@@ -81,7 +82,9 @@ def _feed(redis: Any, dependency: _TimesOut) -> EventHandler:
     )
     source = _SlowPosts(dependency)
     return FeedHandler(
-        lookup=ConnectionLookup(source, redis, breaker, fresh_ttl=60, stale_ttl=600),
+        lookup=ConnectionLookup(
+            source, RedisConnectionCache(redis, fresh_ttl=60, stale_ttl=600), breaker
+        ),
         posts=source,
         distributor=Distributor(
             RedisFeedStore(redis, max_length=800, marker_ttl=3600), parallelism=1

@@ -19,6 +19,7 @@ from pipelines.feed.distribution import Distributor
 from pipelines.feed.enrichment import ConnectionLookup
 from pipelines.feed.handler import FeedHandler
 from pipelines.feed.ports import BatchResult, FeedStore
+from pipelines.feed.redis_cache import RedisConnectionCache
 from pipelines.feed.redis_feeds import RedisFeedStore
 from tests.conftest import free_port
 from tests.fakes import FakeClock, FakeConnectionSource, FlakyFeedStore
@@ -50,7 +51,8 @@ def lookup(
         open_seconds=30,
         clock=clock,
     )
-    return ConnectionLookup(source, client, breaker, fresh_ttl=300, stale_ttl=86_400)
+    cache = RedisConnectionCache(client, fresh_ttl=300, stale_ttl=86_400)
+    return ConnectionLookup(source, cache, breaker)
 
 
 class TimingOutOnceFeedStore:

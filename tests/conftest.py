@@ -12,7 +12,7 @@ import os
 import socket
 import sys
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -115,6 +115,15 @@ def make_settings(**overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+@pytest.fixture
+def settings_factory() -> Callable[..., Settings]:
+    """`make_settings` as a fixture: call it with the overrides a test needs.
+
+    Building settings opens nothing, so unit tests can use it too.
+    """
+    return make_settings
 
 
 @pytest.fixture(scope="session")

@@ -29,13 +29,14 @@ def post_created(
     author_id: uuid.UUID | None = None,
     created_at: datetime | None = None,
     correlation_id: str | None = None,
+    occurred_at: datetime | None = None,
 ) -> Envelope:
     payload = PostCreated(
         post_id=post_id or uuid.uuid4(),
         author_id=author_id or uuid.uuid4(),
-        created_at=created_at or utcnow(),
+        created_at=created_at or occurred_at or utcnow(),
     )
-    return new_envelope(payload, correlation_id=correlation_id)
+    return new_envelope(payload, correlation_id=correlation_id, occurred_at=occurred_at)
 
 
 def profile_updated(*, user_id: uuid.UUID | None = None, version: int | None = None) -> Envelope:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from pipelines.feed.ports import BatchResult, FeedStore
+from pipelines.feed.ports import BatchResult, CachedConnections, FeedStore
 
 
 class FakeClock:
@@ -69,6 +69,46 @@ class FakeConnectionSource:
         return answer
 
 
+class FakeConnectionCache:
+    """An in-memory `ConnectionCache` with the Redis adapter's semantics.
+
+    `fresh` and `stale` hold the two copies; `generations` counts invalidations,
+    and a store whose generation changed since its read is refused.
+    """
+
+    def __init__(self) -> None:
+        self.fresh: dict[uuid.UUID, list[uuid.UUID]] = {}
+        self.stale: dict[uuid.UUID, list[uuid.UUID]] = {}
+        self.generations: dict[uuid.UUID, int] = defaultdict(int)
+
+    def put(self, user_id: uuid.UUID, connections: Sequence[uuid.UUID]) -> None:
+        """Cache both copies of a list, as a read from the source would have."""
+        self.fresh[user_id] = list(connections)
+        self.stale[user_id] = list(connections)
+
+    async def read(self, user_id: uuid.UUID) -> CachedConnections:
+        return CachedConnections(self.fresh.get(user_id), self._generation(user_id))
+
+    async def store_if_unchanged(
+        self, user_id: uuid.UUID, connections: Sequence[uuid.UUID], generation: bytes
+    ) -> bool:
+        if generation != self._generation(user_id):
+            return False
+        self.put(user_id, connections)
+        return True
+
+    async def invalidate(self, *user_ids: uuid.UUID) -> None:
+        for user in user_ids:
+            self.fresh.pop(user, None)
+            self.generations[user] += 1
+
+    async def read_stale(self, user_id: uuid.UUID) -> list[uuid.UUID] | None:
+        return self.stale.get(user_id)
+
+    def _generation(self, user_id: uuid.UUID) -> bytes:
+        return str(self.generations[user_id]).encode()
+
+
 class FlakyFeedStore:
     """Wraps a `FeedStore`; the first `failures` pushes raise Redis's ConnectionError."""
 
@@ -102,13 +142,15 @@ class FlakyFeedStore:
 
 
 class FakeFeedStore:
-    """An in-memory `FeedStore` recording concurrency; `broken` feeds fail every push."""
+    """An in-memory `FeedStore` recording concurrency and each push's `careful` flag;
+    `broken` feeds fail every push."""
 
     def __init__(self, *, pause: float = 0.0) -> None:
         self.feeds: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
         self.broken: set[uuid.UUID] = set()
         self.done: set[tuple[uuid.UUID, str]] = set()
         self.calls: list[tuple[str, int]] = []
+        self.careful: list[bool] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self.careful_mark = 0.0
@@ -124,6 +166,7 @@ class FakeFeedStore:
         careful: bool,
     ) -> BatchResult:
         self.calls.append((digest, len(recipients)))
+        self.careful.append(careful)
         if (post_id, digest) in self.done:
             return BatchResult(written=0, skipped=0, already_done=True)
         self.in_flight += 1

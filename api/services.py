@@ -1,6 +1,8 @@
-"""The API's units of work: each change and its event commit in one transaction (MAP-003).
+"""The API's services: its rules, each change and its event in one unit of work (MAP-003).
 
-Resolvers call these; they never touch SQL or the outbox themselves.
+Resolvers call these; they never touch SQL or the outbox themselves. Services
+reach PostgreSQL only through `api.uow.UnitsOfWork`, so their rules can be
+tested over an in-memory unit of work.
 """
 
 from __future__ import annotations
@@ -27,20 +29,18 @@ from api.errors import (
     Unauthenticated,
 )
 from api.ports import PeopleSearch, UnreadCounters
+from api.uow import UnitOfWork, UnitsOfWork
 from contracts import validation as v
 from contracts.dto import FeedItemDTO, ProfileDTO, SearchHitDTO
 from contracts.events import (
     CommentCreated,
     ConnectionAccepted,
     ConnectionRequested,
-    Payload,
     PostCreated,
     UserProfileUpdated,
-    new_envelope,
 )
 from contracts.keys import feed_key
 from store import notifications as notes
-from store import outbox, posts, social, users
 from store.social import ConnectionRow, MessageRow, PendingRequestExists
 from store.users import EmailTaken
 from transforms.dto import feed_item_dto, profile_dto
@@ -56,11 +56,11 @@ class FeedPage:
 
 
 class Services:
-    """Everything the resolvers may do, over one pool, one Redis (feeds) and two ports."""
+    """Everything the resolvers may do, over units of work, one Redis (feeds) and two ports."""
 
     def __init__(
         self,
-        pool: Any,
+        units: UnitsOfWork,
         redis: Any,
         search: PeopleSearch | None,
         counters: UnreadCounters,
@@ -69,7 +69,7 @@ class Services:
         *,
         today: Callable[[], date] | None = None,
     ) -> None:
-        self.pool = pool
+        self.units = units
         self.redis = redis
         self.search = search
         self.counters = counters
@@ -86,10 +86,9 @@ class Services:
             v.check_registration, email, password, date_of_birth, full_name, self._today()
         )
         password_hash = await self.passwords.hash(password)
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.units() as uow:
             try:
-                user_id = await users.create_user(
-                    conn,
+                user_id = await uow.users.create_user(
                     email=email,
                     password_hash=password_hash,
                     date_of_birth=date_of_birth,
@@ -97,20 +96,20 @@ class Services:
                 )
             except EmailTaken:
                 raise BadRequest(v.EMAIL_TAKEN, "email") from None
-            await self._profile_changed(conn, user_id, correlation)
+            await self._profile_changed(uow, user_id, correlation)
         return self.tokens.issue(user_id), user_id
 
     async def login(self, email: str, password: str) -> tuple[str, uuid.UUID]:
-        async with self.pool.acquire() as conn:
-            account = await users.account_by_email(conn, email.strip().lower())
+        async with self.units(transaction=False) as uow:
+            account = await uow.users.account_by_email(email.strip().lower())
         if not await self.passwords.verify(account.password_hash if account else None, password):
             raise Unauthenticated(BAD_CREDENTIALS)
         assert account is not None
         return self.tokens.issue(account.id), account.id
 
     async def email_of(self, user_id: uuid.UUID) -> str:
-        async with self.pool.acquire() as conn:
-            account = await users.account(conn, user_id)
+        async with self.units(transaction=False) as uow:
+            account = await uow.users.account(user_id)
         if account is None:
             raise Unauthenticated("The account of this token no longer exists.")
         return account.email
@@ -118,11 +117,11 @@ class Services:
     # -- profile --------------------------------------------------------------
 
     async def profile(self, viewer: uuid.UUID | None, user_id: uuid.UUID) -> ProfileDTO:
-        async with self.pool.acquire() as conn:
-            found = await users.load_profile(conn, user_id)
+        async with self.units(transaction=False) as uow:
+            found = await uow.users.load_profile(user_id)
             if found is None:
                 raise NotFound("No such user.")
-            connected = viewer is not None and await social.are_connected(conn, viewer, user_id)
+            connected = viewer is not None and await uow.social.are_connected(viewer, user_id)
         return profile_dto(found, viewer, connected)
 
     async def update_profile(
@@ -132,9 +131,9 @@ class Services:
             changes["full_name"] = _checked(v.check_full_name, changes["full_name"])
         _checked(v.check_text_length, changes.get("headline"), "headline", "Headline", TEXT_LIMIT)
         _checked(v.check_text_length, changes.get("location"), "location", "Location", TEXT_LIMIT)
-        async with self.pool.acquire() as conn, conn.transaction():
-            await users.update_profile(conn, me, changes)
-            await self._profile_changed(conn, me, correlation)
+        async with self.units() as uow:
+            await uow.users.update_profile(me, changes)
+            await self._profile_changed(uow, me, correlation)
         return await self.profile(me, me)
 
     async def add_work_experience(
@@ -149,9 +148,9 @@ class Services:
         _checked(v.check_text_length, company, "companyName", "Company name", TEXT_LIMIT)
         _checked(v.check_text_length, title, "title", "Title", TEXT_LIMIT)
         _checked(v.check_date_range, start, end)
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await users.add_work_experience(conn, me, company, title, start, end)
-            await self._profile_changed(conn, me, correlation)
+        async with self.units() as uow:
+            row = await uow.users.add_work_experience(me, company, title, start, end)
+            await self._profile_changed(uow, me, correlation)
         return row
 
     async def add_education(
@@ -166,35 +165,35 @@ class Services:
         _checked(v.check_text_length, school, "schoolName", "School name", TEXT_LIMIT)
         _checked(v.check_text_length, degree, "degree", "Degree", TEXT_LIMIT)
         _checked(v.check_date_range, start, end)
-        async with self.pool.acquire() as conn, conn.transaction():
-            row = await users.add_education(conn, me, school, degree, start, end)
-            await self._profile_changed(conn, me, correlation)
+        async with self.units() as uow:
+            row = await uow.users.add_education(me, school, degree, start, end)
+            await self._profile_changed(uow, me, correlation)
         return row
 
     async def add_skill(self, me: uuid.UUID, name: str, correlation: str) -> Skill:
         _checked(v.check_text_length, name, "skillName", "Skill name", TEXT_LIMIT)
         if not name.strip():
             raise BadRequest("Skill name cannot be empty.", "skillName")
-        async with self.pool.acquire() as conn, conn.transaction():
-            skill = await users.add_skill(conn, me, name.strip())
-            await self._profile_changed(conn, me, correlation)
+        async with self.units() as uow:
+            skill = await uow.users.add_skill(me, name.strip())
+            await self._profile_changed(uow, me, correlation)
         return skill
 
     async def remove_skill(self, me: uuid.UUID, skill_id: uuid.UUID, correlation: str) -> bool:
-        async with self.pool.acquire() as conn, conn.transaction():
-            owner = await users.skill_owner(conn, skill_id)
+        async with self.units() as uow:
+            owner = await uow.users.skill_owner(skill_id)
             if owner is None:
                 raise NotFound("No such skill.")
             if owner != me:
                 raise Forbidden(NOT_YOUR_DATA)
-            await users.remove_skill(conn, skill_id)
-            await self._profile_changed(conn, me, correlation)
+            await uow.users.remove_skill(skill_id)
+            await self._profile_changed(uow, me, correlation)
         return True
 
-    async def _profile_changed(self, conn: Any, user_id: uuid.UUID, correlation: str) -> None:
-        version = await users.profile_version(conn, user_id)
+    async def _profile_changed(self, uow: UnitOfWork, user_id: uuid.UUID, correlation: str) -> None:
+        version = await uow.users.profile_version(user_id)
         payload = UserProfileUpdated(user_id=user_id, updated_at=datetime.now(UTC), version=version)
-        await _emit(conn, payload, user_id, correlation)
+        await uow.emit(payload, user_id, correlation)
 
     # -- connections and messages ----------------------------------------------
 
@@ -203,13 +202,13 @@ class Services:
     ) -> ConnectionRow:
         if me == user_id:
             raise BadRequest(v.SELF_CONNECTION, "userId")
-        async with self.pool.acquire() as conn, conn.transaction():
-            if not await social.user_exists(conn, user_id):
+        async with self.units() as uow:
+            if not await uow.social.user_exists(user_id):
                 raise NotFound("No such user.")
-            if await social.are_connected(conn, me, user_id):
+            if await uow.social.are_connected(me, user_id):
                 raise BadRequest(v.ALREADY_CONNECTED, "userId")
             try:
-                row = await social.request_connection(conn, me, user_id)
+                row = await uow.social.request_connection(me, user_id)
             except PendingRequestExists:
                 raise BadRequest(v.CONNECTION_PENDING, "userId") from None
             payload = ConnectionRequested(
@@ -218,21 +217,21 @@ class Services:
                 addressee_id=user_id,
                 created_at=row.created_at,
             )
-            await _emit(conn, payload, me, correlation)
+            await uow.emit(payload, me, correlation)
         return row
 
     async def respond_to_connection(
         self, me: uuid.UUID, connection_id: uuid.UUID, accept: bool, correlation: str
     ) -> ConnectionRow:
-        async with self.pool.acquire() as conn, conn.transaction():
-            found = await social.connection_for_update(conn, connection_id)
+        async with self.units() as uow:
+            found = await uow.social.connection_for_update(connection_id)
             if found is None:
                 raise NotFound("No such connection request.")
             if found.addressee_id != me:
                 raise Forbidden(ONLY_ADDRESSEE)
             if found.status != "pending":
                 raise BadRequest(NOT_PENDING, "connectionId")
-            row = await social.respond(conn, connection_id, accept)
+            row = await uow.social.respond(connection_id, accept)
             if accept:
                 payload = ConnectionAccepted(
                     connection_id=row.id,
@@ -240,21 +239,21 @@ class Services:
                     addressee_id=row.addressee_id,
                     accepted_at=row.responded_at or datetime.now(UTC),
                 )
-                await _emit(conn, payload, row.requester_id, correlation)
+                await uow.emit(payload, row.requester_id, correlation)
         return row
 
     async def send_message(self, me: uuid.UUID, recipient: uuid.UUID, body: str) -> MessageRow:
         _checked(v.check_message_body, body)
-        async with self.pool.acquire() as conn:
-            if not await social.are_connected(conn, me, recipient):
+        async with self.units(transaction=False) as uow:
+            if not await uow.social.are_connected(me, recipient):
                 raise Forbidden(ONLY_CONNECTIONS)
-            return await social.send_message(conn, me, recipient, body)
+            return await uow.social.send_message(me, recipient, body)
 
     async def messages(self, me: uuid.UUID, other: uuid.UUID) -> list[MessageRow]:
-        async with self.pool.acquire() as conn:
-            if not await social.are_connected(conn, me, other):
+        async with self.units(transaction=False) as uow:
+            if not await uow.social.are_connected(me, other):
                 raise Forbidden(ONLY_CONNECTIONS)
-            return await social.messages_between(conn, me, other)
+            return await uow.social.messages_between(me, other)
 
     # -- posts, comments, feed -------------------------------------------------
 
@@ -262,21 +261,21 @@ class Services:
         self, me: uuid.UUID, text: str, correlation: str
     ) -> tuple[uuid.UUID, datetime]:
         _checked(v.check_post_text, text)
-        async with self.pool.acquire() as conn, conn.transaction():
-            post_id, created = await posts.create_post(conn, me, text)
+        async with self.units() as uow:
+            post_id, created = await uow.posts.create_post(me, text)
             payload = PostCreated(post_id=post_id, author_id=me, created_at=created)
-            await _emit(conn, payload, me, correlation)
+            await uow.emit(payload, me, correlation)
         return post_id, created
 
     async def create_comment(
         self, me: uuid.UUID, post_id: uuid.UUID, text: str, correlation: str
     ) -> tuple[uuid.UUID, datetime]:
         _checked(v.check_comment_text, text)
-        async with self.pool.acquire() as conn, conn.transaction():
-            author = await posts.post_author(conn, post_id)
+        async with self.units() as uow:
+            author = await uow.posts.post_author(post_id)
             if author is None:
                 raise NotFound("No such post.")
-            comment_id, created = await posts.create_comment(conn, post_id, me, text)
+            comment_id, created = await uow.posts.create_comment(post_id, me, text)
             payload = CommentCreated(
                 comment_id=comment_id,
                 post_id=post_id,
@@ -284,7 +283,7 @@ class Services:
                 post_author_id=author,
                 created_at=created,
             )
-            await _emit(conn, payload, post_id, correlation)
+            await uow.emit(payload, post_id, correlation)
         return comment_id, created
 
     async def feed(self, me: uuid.UUID, first: int, after: str | None) -> FeedPage:
@@ -298,8 +297,8 @@ class Services:
             start = int(position) + 1
         raw = await self.redis.lrange(key, start, start + first - 1)
         ids = [uuid.UUID(x.decode() if isinstance(x, bytes) else x) for x in raw]
-        async with self.pool.acquire() as conn:
-            found = await posts.hydrate_posts(conn, ids)
+        async with self.units(transaction=False) as uow:
+            found = await uow.posts.hydrate_posts(ids)
         more = len(ids) == first
         cursor = _encode_cursor(ids[-1]) if ids and more else None
         return FeedPage([feed_item_dto(p) for p in found], cursor)
@@ -328,15 +327,15 @@ class Services:
         ]
 
     async def notifications(self, me: uuid.UUID, first: int) -> list[notes.NotificationRow]:
-        async with self.pool.acquire() as conn:
-            return await notes.list_notifications(conn, me, max(1, min(first, 100)))
+        async with self.units(transaction=False) as uow:
+            return await uow.notifications.list_notifications(me, max(1, min(first, 100)))
 
     async def unread_count(self, me: uuid.UUID) -> int:
         return await self.counters.unread(me)
 
     async def mark_notifications_read(self, me: uuid.UUID) -> int:
-        async with self.pool.acquire() as conn:
-            still_unread = await notes.mark_all_read(conn, me)
+        async with self.units(transaction=False) as uow:
+            still_unread = await uow.notifications.mark_all_read(me)
         await self.counters.reset(me, still_unread)
         return still_unread
 
@@ -346,10 +345,6 @@ def _checked(check: Callable[..., Any], *args: Any) -> Any:
         return check(*args)
     except v.ValidationFailed as exc:
         raise BadRequest.from_validation(exc) from None
-
-
-async def _emit(conn: Any, payload: Payload, key: uuid.UUID, correlation: str) -> None:
-    await outbox.enqueue(conn, new_envelope(payload, correlation_id=correlation), key)
 
 
 def _encode_cursor(post_id: uuid.UUID) -> str:

@@ -15,6 +15,7 @@ from api.app import create_app
 from api.auth import Passwords, Tokens
 from api.ports import PeopleHit, UnreadCounters
 from api.services import Services
+from api.uow import PgUnitsOfWork
 from config.clients import open_redis
 from config.logging import configure_logging
 from config.search import open_search_index
@@ -48,7 +49,7 @@ async def build_api(
             "API_TOKEN_SECRET is unset: tokens are signed with a per-process key"
         )
     services = Services(
-        pool,
+        PgUnitsOfWork(pool),
         redis,
         IndexPeopleSearch(search),
         counters or RedisUnreadCounters(redis),

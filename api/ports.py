@@ -1,6 +1,6 @@
 """What the API needs from beyond its layer, as small protocols.
 
-DESIGN §2 lets `api/` import only `store/`, `transforms/` and `contracts/`; the
+The layering (docs/architecture.md#packages-and-layering) lets `api/` import only `store/`, `transforms/` and `contracts/`; the
 search index and the notification counters belong to pipelines, so the
 composition root (`config/api.py`) adapts them to these ports and injects them.
 """

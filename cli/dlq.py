@@ -1,4 +1,4 @@
-"""`socialpipe dlq list|show|redrive|purge QUEUE …`: the dead-letter tools (DESIGN §6)."""
+"""`socialpipe dlq list|show|redrive|purge QUEUE …`: the dead-letter tools (docs/dead-letters.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The one typed settings object (DESIGN §3.2). Nothing else reads the environment."""
+"""The one typed settings object (docs/architecture.md#environment). Nothing else reads the environment."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The SQS consumer runtime (DESIGN §4).
+"""The SQS consumer runtime (docs/failure-policy.md).
 
 Pollers long-poll the queue and put messages on a local buffer; a dispatcher
 groups them into chunks of `handler.max_batch` and runs each chunk in its own

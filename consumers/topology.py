@@ -1,4 +1,4 @@
-"""The SNS topic, SQS queues, dead-letter queues and subscriptions (DESIGN §3.1, §4).
+"""The SNS topic, SQS queues, dead-letter queues and subscriptions (docs/architecture.md#the-shape).
 
 `ensure_topology` converges whatever exists towards the declared shape, so it is
 safe to run on every deploy: queues are created by name and then have their

@@ -1,4 +1,4 @@
-"""What the API shows (MAP-002): no DTO has a password hash or an MFA secret."""
+"""What the API shows (docs/architecture.md#secrets-and-privacy): no DTO has a password hash or an MFA secret."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The event envelope (DESIGN §3.3) and its payloads.
+"""The event envelope (docs/architecture.md#events) and its payloads.
 
 Bodies become these models at the transport edge; inside, only typed objects
 travel. Readers ignore unknown fields, so producers may add fields freely; a

@@ -1,4 +1,4 @@
-"""Redis key formats (DESIGN §3.5) and queue/topic naming, in one place."""
+"""Redis key formats (docs/architecture.md#redis-keys) and queue/topic naming, in one place."""
 
 from __future__ import annotations
 

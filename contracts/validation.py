@@ -1,4 +1,4 @@
-"""Validation rules (seed §3) with their exact user-facing messages, defined once.
+"""Validation rules (docs/architecture.md#validation-rules) with their exact user-facing messages, defined once.
 
 The API answers these messages verbatim; outside tests compare them as strings,
 so the message constants are a contract.

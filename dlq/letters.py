@@ -19,7 +19,7 @@ from contracts.errors import PermanentError
 
 MAX_RECEIVE_COUNT_EXCEEDED: Final = "maxReceiveCountExceeded"
 UNKNOWN: Final = "unknown"
-# DESIGN §3.1: the redrive policy `queues create` sets. Shown as "≥4" when the
+# docs/architecture.md#the-shape: the redrive policy `queues create` sets. Shown as "≥4" when the
 # source queue's own policy cannot be read.
 CONTRACT_MAX_RECEIVE_COUNT: Final = 4
 # Bodies larger than SQS allows are not parsed just to name their event type.

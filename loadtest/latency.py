@@ -1,4 +1,4 @@
-"""Open-loop load and end-to-end latency measurement (DESIGN §8).
+"""Open-loop load and end-to-end latency measurement (docs/architecture.md#performance-targets).
 
 The scheduler releases event i at `start + i / rate` whatever the system under
 test does, so a slow system shows up as latency rather than as a lower offered

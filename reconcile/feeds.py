@@ -1,4 +1,4 @@
-"""Feed reconciliation (DESIGN §7): `feed:{userId}` vs the posts of accepted connections.
+"""Feed reconciliation (docs/reconciliation.md): `feed:{userId}` vs the posts of accepted connections.
 
 Feeds are compared by MEMBERSHIP. Order is not drift: the live fan-out pushes
 each post when it is processed (LPUSH), and posts are processed in whatever

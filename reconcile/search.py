@@ -1,4 +1,4 @@
-"""Search index reconciliation (DESIGN §7): expected documents from PostgreSQL vs the index.
+"""Search index reconciliation (docs/reconciliation.md): expected documents from PostgreSQL vs the index.
 
 Users are keyset-scanned in batches; each batch is loaded with the pipeline's
 own aggregation query and transform (`load_profiles`, `build_documents`), the

@@ -1,4 +1,4 @@
-"""The transactional outbox (MAP-003).
+"""The transactional outbox (docs/architecture.md#the-outbox).
 
 A state change and the envelope of its event are written in one transaction
 (`enqueue`), so the event exists exactly when the change does. The relay later

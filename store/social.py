@@ -11,7 +11,7 @@ import asyncpg
 
 
 class PendingRequestExists(Exception):
-    """VAL-BIZ-002: a request between the two users is already pending."""
+    """A request between the two users is already pending."""
 
 
 @dataclass(frozen=True, slots=True)

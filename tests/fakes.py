@@ -1,4 +1,4 @@
-"""Fakes shared by the tests, written once (STYLE §3)."""
+"""Fakes shared by the tests, written once."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Entity → DTO (MAP-002): privacy applied here, once, for every reader."""
+"""Entity → DTO (docs/architecture.md#secrets-and-privacy): privacy applied here, once, for every reader."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ class Skill:
 
 @dataclass(frozen=True, slots=True)
 class UserAccount:
-    """A `users` row. `password_hash` and `mfa_secret` stop here (MAP-002)."""
+    """A `users` row. `password_hash` and `mfa_secret` stop here (docs/architecture.md#secrets-and-privacy)."""
 
     id: uuid.UUID
     email: str

@@ -1,4 +1,4 @@
-"""Post → fan-out plan (DESIGN §5): who receives a post, in which batches.
+"""Post → fan-out plan (docs/life-of-a-post-created.md): who receives a post, in which batches.
 
 Pure: no I/O, no asyncio. The plan is deterministic for a given post and set
 of connections, so a redelivered event produces the same batches with the

@@ -1,4 +1,4 @@
-"""Profile rows → `UserSearchDocument` (DESIGN §3.5). Pure: no I/O, no asyncio.
+"""Profile rows → `UserSearchDocument` (docs/architecture.md#search-document). Pure: no I/O, no asyncio.
 
 Privacy is decided here, once: a private profile's document is built from the
 name, the skills and the stamps only, so no backend can ever store (and no
@@ -134,7 +134,7 @@ def to_search_document(profile: ProfileSource) -> UserSearchDocument:
 
 
 def missing_fields(doc: UserSearchDocument) -> list[str]:
-    """Required contract fields that are empty after the transform (seed 8.1.10)."""
+    """Required contract fields that are empty after the transform (docs/architecture.md#search-document)."""
     present = {
         "userId": True,
         "fullName": bool(doc.full_name),

@@ -1,4 +1,4 @@
-"""Distribution: execute a fan-out plan against the feed store (DESIGN §5).
+"""Distribution: execute a fan-out plan against the feed store (docs/life-of-a-post-created.md).
 
 `parallelism` batches are in flight at once, each one atomic round trip.
 Recipients whose feed failed are reported, never rolled back; the batch is not

@@ -1,4 +1,4 @@
-"""Enrichment: the author's accepted connections (DESIGN §5).
+"""Enrichment: the author's accepted connections (docs/life-of-a-post-created.md).
 
 Read through a `ConnectionCache` (in production `RedisConnectionCache`,
 `pipelines/feed/redis_cache.py`): a fresh copy, dropped on ConnectionAccepted,

@@ -1,4 +1,4 @@
--- One fan-out batch, atomically (DESIGN §5).
+-- One fan-out batch, atomically (docs/life-of-a-post-created.md).
 -- KEYS[1]      fanout marker hash of the post: batch digests done, `owner`, `shared`
 -- KEYS[2..n]   feed lists
 -- ARGV[1] post id, ARGV[2] batch digest, ARGV[3] owner token,

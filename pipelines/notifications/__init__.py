@@ -1,1 +1,1 @@
-"""Notifications (seed §4.3.1): events become notification rows and unread counters."""
+"""Notifications (docs/architecture.md#the-shape): events become notification rows and unread counters."""

@@ -1,4 +1,4 @@
-"""Search indexing (seed PST-001): coalesce → aggregate → transform → check → bulk write."""
+"""Search indexing (docs/life-of-a-profile-update.md): coalesce → aggregate → transform → check → bulk write."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
--- The whole data model of DESIGN §3.4. Columns beyond the contract are
+-- The whole data model (docs/architecture.md#tables). Columns beyond the contract are
 -- nullable or defaulted, so rows naming only contract columns insert cleanly.
 
 CREATE TABLE users (
@@ -91,7 +91,7 @@ CREATE INDEX connections_accepted_by_requester
     ON connections (requester_id, addressee_id) WHERE status = 'accepted';
 CREATE INDEX connections_accepted_by_addressee
     ON connections (addressee_id, requester_id) WHERE status = 'accepted';
--- VAL-BIZ-002: at most one pending request per pair, whichever direction.
+-- At most one pending request per pair, whichever direction.
 CREATE UNIQUE INDEX connections_one_pending_per_pair
     ON connections (LEAST(requester_id, addressee_id), GREATEST(requester_id, addressee_id))
     WHERE status = 'pending';

@@ -1,4 +1,4 @@
--- The PostgreSQL search backend (DESIGN §5): one row per user, id = userId.
+-- The PostgreSQL search backend (docs/architecture.md#search-document): one row per user, id = userId.
 -- A row with `deleted` set is a tombstone, not a document: it keeps the version
 -- at which the user disappeared so that a slower worker holding an older read
 -- cannot bring the document back.

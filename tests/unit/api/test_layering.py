@@ -1,4 +1,4 @@
-"""DESIGN §2: `api/` imports only `store/`, `transforms/`, `contracts/` (and itself)."""
+"""docs/architecture.md#packages-and-layering: `api/` imports only `store/`, `transforms/`, `contracts/` (and itself)."""
 
 from __future__ import annotations
 

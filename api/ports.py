@@ -1,6 +1,7 @@
 """What the API needs from beyond its layer, as small protocols.
 
-The layering (docs/architecture.md#packages-and-layering) lets `api/` import only `store/`, `transforms/` and `contracts/`; the
+The layering (docs/architecture.md#packages-and-layering) lets `api/` import only
+`store/`, `transforms/` and `contracts/`; the
 search index and the notification counters belong to pipelines, so the
 composition root (`config/api.py`) adapts them to these ports and injects them.
 """

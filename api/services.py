@@ -1,4 +1,6 @@
-"""The API's services: its rules, each change and its event in one unit of work (docs/architecture.md#the-outbox).
+"""The API's services: its rules, each change and its event in one unit of work.
+
+The outbox: docs/architecture.md#the-outbox.
 
 Resolvers call these; they never touch SQL or the outbox themselves. Services
 reach PostgreSQL only through `api.uow.UnitsOfWork`, so their rules can be

@@ -1,4 +1,4 @@
-"""`socialpipe dlq list|show|redrive|purge QUEUE …`: the dead-letter tools (docs/dead-letters.md)."""
+"""`socialpipe dlq list|show|redrive|purge QUEUE …`: dead-letter tools (docs/dead-letters.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`socialpipe reconcile search|feeds|notifications`: find and repair drift (docs/reconciliation.md).
+"""`socialpipe reconcile search|feeds|notifications`: find and repair drift.
 
 See docs/reconciliation.md for what each reconciler compares and reports.
 

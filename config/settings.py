@@ -1,4 +1,7 @@
-"""The one typed settings object (docs/architecture.md#environment). Nothing else reads the environment."""
+"""The one typed settings object (docs/architecture.md#environment).
+
+Nothing else reads the environment.
+"""
 
 from __future__ import annotations
 

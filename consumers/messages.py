@@ -70,7 +70,9 @@ def dead_letter_attributes(
     source_queue: str,
     failed_at: datetime,
 ) -> dict[str, Any]:
-    """The original message attributes plus the failure description (docs/architecture.md#dead-letter-attributes).
+    """The original message attributes plus the failure description.
+
+    See docs/architecture.md#dead-letter-attributes.
 
     `sourceMessageId` is the id the worker logs as `messageId`, so an operator can
     go from the "message dead-lettered" log line to `dlq show QUEUE ID`.

@@ -1,4 +1,7 @@
-"""What the API shows (docs/architecture.md#secrets-and-privacy): no DTO has a password hash or an MFA secret."""
+"""What the API shows: no DTO has a password hash or an MFA secret.
+
+See docs/architecture.md#secrets-and-privacy.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Validation rules (docs/architecture.md#validation-rules) with their exact user-facing messages, defined once.
+"""Validation rules with their exact user-facing messages, defined once.
+
+Listed in docs/architecture.md#validation-rules.
 
 The API answers these messages verbatim; outside tests compare them as strings,
 so the message constants are a contract.

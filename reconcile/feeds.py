@@ -1,4 +1,6 @@
-"""Feed reconciliation (docs/reconciliation.md): `feed:{userId}` vs the posts of accepted connections.
+"""Feed reconciliation: `feed:{userId}` vs the posts of accepted connections.
+
+Operators' guide: docs/reconciliation.md.
 
 Feeds are compared by MEMBERSHIP. Order is not drift: the live fan-out pushes
 each post when it is processed (LPUSH), and posts are processed in whatever

@@ -1,4 +1,6 @@
-"""Search index reconciliation (docs/reconciliation.md): expected documents from PostgreSQL vs the index.
+"""Search index reconciliation: expected documents from PostgreSQL vs the index.
+
+Operators' guide: docs/reconciliation.md.
 
 Users are keyset-scanned in batches; each batch is loaded with the pipeline's
 own aggregation query and transform (`load_profiles`, `build_documents`), the

@@ -1,4 +1,7 @@
-"""Entity → DTO (docs/architecture.md#secrets-and-privacy): privacy applied here, once, for every reader."""
+"""Entity → DTO: privacy applied here, once, for every reader.
+
+See docs/architecture.md#secrets-and-privacy.
+"""
 
 from __future__ import annotations
 

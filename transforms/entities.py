@@ -34,7 +34,10 @@ class Skill:
 
 @dataclass(frozen=True, slots=True)
 class UserAccount:
-    """A `users` row. `password_hash` and `mfa_secret` stop here (docs/architecture.md#secrets-and-privacy)."""
+    """A `users` row. `password_hash` and `mfa_secret` stop here.
+
+    See docs/architecture.md#secrets-and-privacy.
+    """
 
     id: uuid.UUID
     email: str

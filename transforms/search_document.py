@@ -1,4 +1,6 @@
-"""Profile rows → `UserSearchDocument` (docs/architecture.md#search-document). Pure: no I/O, no asyncio.
+"""Profile rows → `UserSearchDocument`. Pure: no I/O, no asyncio.
+
+The document and its rules: docs/architecture.md#search-document.
 
 Privacy is decided here, once: a private profile's document is built from the
 name, the skills and the stamps only, so no backend can ever store (and no
@@ -134,7 +136,7 @@ def to_search_document(profile: ProfileSource) -> UserSearchDocument:
 
 
 def missing_fields(doc: UserSearchDocument) -> list[str]:
-    """Required contract fields that are empty after the transform (docs/architecture.md#search-document)."""
+    """Required fields (docs/architecture.md#search-document) empty after the transform."""
     present = {
         "userId": True,
         "fullName": bool(doc.full_name),

@@ -118,7 +118,10 @@ def retry_headers(
 def dead_letter_headers(
     record: KafkaRecord, failure: Failure, *, source_queue: str, failed_at: datetime
 ) -> Headers:
-    """The record's envelope headers plus the failure description (docs/architecture.md#dead-letter-attributes)."""
+    """The record's envelope headers plus the failure description.
+
+    See docs/architecture.md#dead-letter-attributes.
+    """
     kept = {
         k: v
         for k, v in record.headers.items()

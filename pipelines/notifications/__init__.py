@@ -1,1 +1,4 @@
-"""Notifications (docs/architecture.md#the-shape): events become notification rows and unread counters."""
+"""Notifications: events become notification rows and unread counters.
+
+See docs/architecture.md#the-shape.
+"""

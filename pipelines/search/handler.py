@@ -1,4 +1,7 @@
-"""Search indexing (docs/life-of-a-profile-update.md): coalesce → aggregate → transform → check → bulk write."""
+"""Search indexing: coalesce → aggregate → transform → check → bulk write.
+
+Stop by stop: docs/life-of-a-profile-update.md.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Secrets (docs/architecture.md#secrets-and-privacy) reach no event written to the outbox and no log line.
+"""Secrets reach no event written to the outbox and no log line.
+
+The rule: docs/architecture.md#secrets-and-privacy.
 
 A user registers, gets an MFA secret, logs in (rightly and wrongly), edits
 every part of the profile and fails validation; the relay then publishes the

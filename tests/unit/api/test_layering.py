@@ -1,4 +1,7 @@
-"""docs/architecture.md#packages-and-layering: `api/` imports only `store/`, `transforms/`, `contracts/` (and itself)."""
+"""`api/` imports only `store/`, `transforms/`, `contracts/` (and itself).
+
+The layering: docs/architecture.md#packages-and-layering.
+"""
 
 from __future__ import annotations
 

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
-from config.settings import Settings
 from consumers.deleter import BatchDeleter
 from consumers.delivery import as_delivered
 from consumers.gate import DependencyGate
 from consumers.heartbeat import Heartbeat
 from consumers.invoke import HandlerInvoker
 from consumers.messages import ReceivedMessage
+from consumers.options import ConsumerOptions
 from consumers.settle import SettleOptions, Settler
 from contracts.errors import PermanentError
 from contracts.events import Envelope, decode_body
@@ -51,7 +51,7 @@ class SqsConsumer:
         queue_url: str,
         dlq_url: str,
         handler: EventHandler,
-        settings: Settings,
+        options: ConsumerOptions,
         concurrency: int,
     ) -> None:
         if concurrency < 1:
@@ -60,14 +60,14 @@ class SqsConsumer:
         self._queue_name = queue_name
         self._queue_url = queue_url
         self._handler = handler
-        self._settings = settings
+        self._options = options
         max_batch = max(1, handler.max_batch)
         self.concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         # Chunks run at once: while they all work, the buffer fills, so the next
         # chunk is larger and a busy worker pays its per-batch costs less often.
         self._chunks = asyncio.Semaphore(max(1, concurrency // max_batch))
-        self._prefetch = asyncio.Semaphore(max(RECEIVE_MAX * settings.pollers, max_batch))
+        self._prefetch = asyncio.Semaphore(max(RECEIVE_MAX * options.pollers, max_batch))
         self._buffer: asyncio.Queue[ReceivedMessage] = asyncio.Queue()
         self._unsettled: dict[str, ReceivedMessage] = {}
         self._running: set[asyncio.Task[None]] = set()
@@ -76,7 +76,7 @@ class SqsConsumer:
         self._paused = 0
         self._deleter = BatchDeleter(sqs, queue_url=queue_url, queue_name=queue_name)
         self._heartbeat = Heartbeat(
-            sqs, queue_url=queue_url, visibility_timeout=settings.visibility_timeout
+            sqs, queue_url=queue_url, visibility_timeout=options.visibility_timeout
         )
         self._settler = Settler(
             sqs,
@@ -84,9 +84,9 @@ class SqsConsumer:
             queue_url=queue_url,
             dlq_url=dlq_url,
             options=SettleOptions(
-                max_receive_count=settings.max_receive_count,
-                retry_base_seconds=settings.retry_base_seconds,
-                retry_max_seconds=settings.retry_max_seconds,
+                max_receive_count=options.max_receive_count,
+                retry_base_seconds=options.retry_base_seconds,
+                retry_max_seconds=options.retry_max_seconds,
             ),
             deleter=self._deleter,
         )
@@ -95,8 +95,8 @@ class SqsConsumer:
             handler,
             queue_name=queue_name,
             gate=self.gate,
-            attempts=settings.inprocess_retries + 1,
-            retry_base=settings.inprocess_retry_base_seconds,
+            attempts=options.inprocess_retries + 1,
+            retry_base=options.inprocess_retry_base_seconds,
         )
 
     @property
@@ -119,7 +119,7 @@ class SqsConsumer:
         self.gate.start()
         pollers = [
             asyncio.create_task(self._poll(burst), name=f"poller-{self._queue_name}-{i}")
-            for i in range(self._settings.pollers)
+            for i in range(self._options.pollers)
         ]
         dispatcher = asyncio.create_task(self._dispatch(), name=f"dispatch-{self._queue_name}")
         try:
@@ -196,7 +196,7 @@ class SqsConsumer:
         response = await self._sqs.receive_message(
             QueueUrl=self._queue_url,
             MaxNumberOfMessages=count,
-            WaitTimeSeconds=self._settings.receive_wait_seconds,
+            WaitTimeSeconds=self._options.receive_wait_seconds,
             AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
             MessageAttributeNames=["All"],
         )
@@ -327,7 +327,7 @@ class SqsConsumer:
     async def _finish_running(self) -> None:
         if not self._running:
             return
-        grace = self._settings.shutdown_grace_seconds
+        grace = self._options.shutdown_grace_seconds
         _, late = await asyncio.wait(set(self._running), timeout=grace)
         for task in late:
             task.cancel()

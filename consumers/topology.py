@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from botocore.exceptions import ClientError
 
-from config.settings import Settings
 from contracts.keys import dlq_name
 
 if TYPE_CHECKING:
@@ -29,6 +28,28 @@ MAX_MESSAGE_SIZE: Final = 1_048_576
 SOURCE_RETENTION_SECONDS: Final = 4 * 24 * 3600
 # Longer than the source's retention so an operator always has time to redrive.
 DLQ_RETENTION_SECONDS: Final = 14 * 24 * 3600
+
+
+class QueueNames(Protocol):
+    """The source queues' names; the process settings have them."""
+
+    @property
+    def feed_queue(self) -> str: ...
+    @property
+    def search_queue(self) -> str: ...
+    @property
+    def notifications_queue(self) -> str: ...
+
+
+class TopologySettings(QueueNames, Protocol):
+    """What `ensure_topology` reads beyond the queue names."""
+
+    @property
+    def events_topic(self) -> str: ...
+    @property
+    def max_receive_count(self) -> int: ...
+    @property
+    def visibility_timeout(self) -> int: ...
 
 
 class UnknownQueue(LookupError):
@@ -65,7 +86,7 @@ class Topology:
             raise UnknownQueue(f"Queue {name!r} has no dead-letter queue here.") from None
 
 
-def routes(settings: Settings) -> dict[str, tuple[str, ...]]:
+def routes(settings: QueueNames) -> dict[str, tuple[str, ...]]:
     """Which event types each source queue subscribes to (its filter policy)."""
     return {
         settings.feed_queue: ("PostCreated", "ConnectionAccepted"),
@@ -101,7 +122,7 @@ def queue_policy(queue_arn: str, topic_arn: str) -> str:
     )
 
 
-async def ensure_topology(sqs: SQSClient, sns: SNSClient, settings: Settings) -> Topology:
+async def ensure_topology(sqs: SQSClient, sns: SNSClient, settings: TopologySettings) -> Topology:
     """Create or converge the topic, queues, DLQs and subscriptions; idempotent."""
     topic_arn = (await sns.create_topic(Name=settings.events_topic))["TopicArn"]
     queue_urls: dict[str, str] = {}
@@ -129,7 +150,7 @@ def _dlq_attributes() -> QueueAttributes:
     }
 
 
-def _source_attributes(settings: Settings, dlq_arn: str) -> QueueAttributes:
+def _source_attributes(settings: TopologySettings, dlq_arn: str) -> QueueAttributes:
     redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": settings.max_receive_count}
     return {
         "MessageRetentionPeriod": str(SOURCE_RETENTION_SECONDS),

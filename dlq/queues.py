@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from config.settings import Settings
-from consumers.topology import UnknownQueue
+from consumers.topology import QueueNames, UnknownQueue
 from contracts.keys import dlq_name
 
 
-def source_queues(settings: Settings) -> dict[str, str]:
+def source_queues(settings: QueueNames) -> dict[str, str]:
     """Short pipeline names → source queue names."""
     return {
         "feed": settings.feed_queue,
@@ -16,7 +15,7 @@ def source_queues(settings: Settings) -> dict[str, str]:
     }
 
 
-def resolve_queue(settings: Settings, name: str) -> str:
+def resolve_queue(settings: QueueNames, name: str) -> str:
     """The source queue named by `name` (a pipeline, a source queue or its DLQ)."""
     queues = source_queues(settings)
     if name in queues:

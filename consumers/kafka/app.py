@@ -18,10 +18,10 @@ import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_kafka
 
-from config.settings import Settings
 from consumers.kafka.records import Headers, KafkaRecord, header_map
 from consumers.kafka.runner import KafkaRunner
 from consumers.kafka.topics import retry_topic
+from consumers.options import ConsumerOptions
 
 # tansu (and Kafka's group.initial.rebalance.delay) make a join last up to the rebalance
 # timeout; the session must outlive it and heartbeats must come several times per session.
@@ -60,26 +60,26 @@ class PipelineApp(faust.App):
         return _QuickFetchTransport(self.conf.broker_consumer, self)
 
 
-def build_app(settings: Settings, group: str) -> faust.App:
+def build_app(options: ConsumerOptions, group: str) -> faust.App:
     """A faust app whose id is the consumer group (the pipeline's queue name)."""
-    session = max(MIN_SESSION_SECONDS, 2 * settings.kafka_rebalance_timeout_seconds)
+    session = max(MIN_SESSION_SECONDS, 2 * options.kafka_rebalance_timeout_seconds)
     return PipelineApp(
         group,
-        broker=f"kafka://{settings.kafka_bootstrap_servers}",
+        broker=f"kafka://{options.kafka_bootstrap_servers}",
         web_enabled=False,
         autodiscover=False,
         key_serializer="raw",
         value_serializer="raw",
-        topic_partitions=settings.kafka_partitions,
+        topic_partitions=options.kafka_partitions,
         topic_replication_factor=1,
         topic_allow_declare=False,
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
-        broker_rebalance_timeout=settings.kafka_rebalance_timeout_seconds,
+        broker_rebalance_timeout=options.kafka_rebalance_timeout_seconds,
         broker_session_timeout=session,
         broker_heartbeat_interval=session / 6,
         broker_request_timeout=max(40.0, session + 5),
-        broker_commit_interval=settings.kafka_commit_interval_seconds,
+        broker_commit_interval=options.kafka_commit_interval_seconds,
         producer_acks=-1,
         # faust would wait on stop for every fetched event to be acked; ours stay unacked
         # on purpose when a shutdown cuts them off (see `attach_agents` for rebalances).
@@ -87,9 +87,11 @@ def build_app(settings: Settings, group: str) -> faust.App:
     )
 
 
-def attach_agents(app: faust.App, runner: KafkaRunner, settings: Settings, queue: str) -> None:
+def attach_agents(
+    app: faust.App, runner: KafkaRunner, options: ConsumerOptions, queue: str
+) -> None:
     """One agent on the events topic, one on the pipeline's retry topic."""
-    events = app.topic(settings.events_topic, key_type=bytes, value_type=bytes)
+    events = app.topic(options.events_topic, key_type=bytes, value_type=bytes)
     retries = app.topic(retry_topic(queue), key_type=bytes, value_type=bytes)
     app.agent(events, name=f"{queue}-events")(_feeder(runner.submit))
     app.agent(retries, name=f"{queue}-retries")(_feeder(runner.submit_when_due))
@@ -98,7 +100,7 @@ def attach_agents(app: faust.App, runner: KafkaRunner, settings: Settings, queue
         # Settle what is running on the revoked partitions and commit before they move,
         # so the next owner neither loses nor repeats settled records.
         lanes = [(tp.topic, tp.partition) for tp in args[0]]
-        await runner.release_lanes(lanes, settings.shutdown_grace_seconds)
+        await runner.release_lanes(lanes, options.shutdown_grace_seconds)
         await app.consumer.commit()
 
     async def on_assigned(_: Any, *args: Any, signal: Any, **__: Any) -> None:

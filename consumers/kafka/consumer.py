@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Collection
 from typing import Final
 
 import structlog
 
-from config.settings import Settings
 from consumers.kafka.app import FaustSender, attach_agents, build_app
 from consumers.kafka.lag import LagProbe
 from consumers.kafka.runner import KafkaRunner
 from consumers.kafka.topics import retry_topic
-from consumers.topology import routes
+from consumers.options import ConsumerOptions
 from contracts.outcomes import EventHandler
 
 LAG_REFRESH_SECONDS: Final = 5.0
@@ -27,28 +27,29 @@ class KafkaConsumer:
 
     def __init__(
         self,
-        settings: Settings,
+        options: ConsumerOptions,
         *,
         queue_name: str,
+        event_types: Collection[str],
         handler: EventHandler,
         concurrency: int,
     ) -> None:
-        self._settings = settings
+        self._options = options
         self._queue = queue_name
-        self._app = build_app(settings, queue_name)
+        self._app = build_app(options, queue_name)
         self._runner = KafkaRunner(
             handler,
-            settings,
+            options=options,
             queue_name=queue_name,
-            event_types=routes(settings)[queue_name],
+            event_types=event_types,
             sender=FaustSender(self._app),
             concurrency=concurrency,
         )
-        attach_agents(self._app, self._runner, settings, queue_name)
+        attach_agents(self._app, self._runner, options, queue_name)
         self._probe = LagProbe(
-            settings.kafka_bootstrap_servers,
+            options.kafka_bootstrap_servers,
             queue_name,
-            [settings.events_topic, retry_topic(queue_name)],
+            [options.events_topic, retry_topic(queue_name)],
         )
         self._stop = asyncio.Event()
         self._started = False
@@ -84,7 +85,7 @@ class KafkaConsumer:
             dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await dispatcher
-            await self._runner.drain(self._settings.shutdown_grace_seconds)
+            await self._runner.drain(self._options.shutdown_grace_seconds)
             # Stopping the app commits the offsets acked so far; unsettled ones come back.
             await self._app.stop()
             await self._probe.close()

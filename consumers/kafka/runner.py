@@ -25,7 +25,6 @@ from typing import Final, Protocol
 
 import structlog
 
-from config.settings import Settings
 from consumers.backoff import visibility_backoff
 from consumers.classify import classify
 from consumers.delivery import as_delivered
@@ -34,6 +33,7 @@ from consumers.gate import DependencyGate
 from consumers.invoke import HandlerInvoker
 from consumers.kafka.records import Headers, KafkaRecord, dead_letter_headers, retry_headers
 from consumers.kafka.topics import dlq_topic, retry_topic
+from consumers.options import ConsumerOptions
 from consumers.settle import OUTAGE_RETRY_CAP_SECONDS
 from contracts.errors import PermanentError
 from contracts.events import Envelope, decode_body
@@ -69,8 +69,8 @@ class KafkaRunner:
     def __init__(
         self,
         handler: EventHandler,
-        settings: Settings,
         *,
+        options: ConsumerOptions,
         queue_name: str,
         event_types: Collection[str],
         sender: RecordSender,
@@ -79,7 +79,7 @@ class KafkaRunner:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._handler = handler
-        self._settings = settings
+        self._options = options
         self._queue = queue_name
         self._event_types = frozenset(event_types)
         self._sender = sender
@@ -88,8 +88,8 @@ class KafkaRunner:
             handler,
             queue_name=queue_name,
             gate=self.gate,
-            attempts=settings.inprocess_retries + 1,
-            retry_base=settings.inprocess_retry_base_seconds,
+            attempts=options.inprocess_retries + 1,
+            retry_base=options.inprocess_retry_base_seconds,
         )
         self._max_batch = max(1, handler.max_batch)
         self._slots = asyncio.Semaphore(concurrency)
@@ -251,7 +251,7 @@ class KafkaRunner:
         await asyncio.shield(self._settle_now(record, outcome))
 
     async def _settle_now(self, record: KafkaRecord, outcome: Outcome | None) -> None:
-        last = record.attempts >= self._settings.max_receive_count
+        last = record.attempts >= self._options.max_receive_count
         if isinstance(outcome, DeadLetter) or (
             isinstance(outcome, Retry) and last and outcome.outage is None
         ):
@@ -284,11 +284,11 @@ class KafkaRunner:
     def _retry_delay(self, record: KafkaRecord, failure: Retry) -> float:
         if failure.delay is not None:
             return max(0.0, failure.delay)
-        cap = self._settings.retry_max_seconds
+        cap = self._options.retry_max_seconds
         if failure.outage is not None:
             cap = min(cap, OUTAGE_RETRY_CAP_SECONDS)
         return float(
-            visibility_backoff(record.attempts, base=self._settings.retry_base_seconds, cap=cap)
+            visibility_backoff(record.attempts, base=self._options.retry_base_seconds, cap=cap)
         )
 
     async def _deliver(self, topic: str, record: KafkaRecord, headers: Headers) -> None:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from config.settings import Settings
-from consumers.topology import routes
+from consumers.topology import QueueNames, routes
 from contracts.keys import dlq_name
 
 DLQ_PARTITIONS: Final = 1
@@ -26,6 +25,22 @@ TOPIC_ALREADY_EXISTS: Final = 36
 # In-memory and single-broker deployments are the only ones this creates topics for;
 # a multi-broker site pre-creates topics with its own replication policy.
 REPLICATION: Final = 1
+
+
+class BrokerAddress(Protocol):
+    """Where the broker is; the process settings have it."""
+
+    @property
+    def kafka_bootstrap_servers(self) -> str: ...
+
+
+class TopicSettings(BrokerAddress, QueueNames, Protocol):
+    """What the declared topics are derived from."""
+
+    @property
+    def events_topic(self) -> str: ...
+    @property
+    def kafka_partitions(self) -> int: ...
 
 
 class KafkaUnavailable(Exception):
@@ -49,7 +64,7 @@ class TopicSpec:
     created: bool = False
 
 
-def declared_topics(settings: Settings) -> list[TopicSpec]:
+def declared_topics(settings: TopicSettings) -> list[TopicSpec]:
     """Every topic the transport needs, with its partition count."""
     specs = [TopicSpec(settings.events_topic, settings.kafka_partitions)]
     for queue in routes(settings):
@@ -58,7 +73,7 @@ def declared_topics(settings: Settings) -> list[TopicSpec]:
     return specs
 
 
-async def open_admin(settings: Settings) -> AIOKafkaAdminClient:
+async def open_admin(settings: BrokerAddress) -> AIOKafkaAdminClient:
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=10_000
     )
@@ -72,7 +87,7 @@ async def open_admin(settings: Settings) -> AIOKafkaAdminClient:
     return admin
 
 
-async def ensure_topics(settings: Settings) -> list[TopicSpec]:
+async def ensure_topics(settings: TopicSettings) -> list[TopicSpec]:
     """Create the missing topics; existing ones are left as they are. Idempotent."""
     admin = await open_admin(settings)
     try:

@@ -23,7 +23,7 @@ import redis.asyncio as redis_asyncio
 
 from config.clients import open_sns, open_sqs
 from config.settings import Settings
-from config.worker import build_handler, pipeline_queue
+from config.worker import build_handler, consumer_options, pipeline_queue
 from consumers.publish import send_raw
 from consumers.runtime import SqsConsumer
 from consumers.topology import Topology, ensure_topology
@@ -168,7 +168,7 @@ async def _worker(
         queue_url=topo.queue_url(queue),
         dlq_url=topo.dlq_url(queue),
         handler=handler,
-        settings=settings,
+        options=consumer_options(settings),
         concurrency=8,
     )
     return sqs, topo, consumer

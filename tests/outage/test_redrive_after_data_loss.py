@@ -24,7 +24,7 @@ import pytest
 import redis.asyncio as redis_asyncio
 
 from config.clients import open_sns, open_sqs
-from config.worker import build_handler
+from config.worker import build_handler, consumer_options
 from consumers.publish import send_raw
 from consumers.runtime import SqsConsumer
 from consumers.topology import ensure_topology
@@ -147,7 +147,7 @@ async def _burst(stack: AsyncExitStack, settings: Any, sqs: Any, topo: Any) -> N
         queue_url=topo.queue_url(FEED),
         dlq_url=topo.dlq_url(FEED),
         handler=handler,
-        settings=settings,
+        options=consumer_options(settings),
         concurrency=4,
     )
     await asyncio.wait_for(consumer.run(burst=True), 60)

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from config.settings import Settings
+from config.worker import consumer_options
 from consumers.runtime import SqsConsumer
 from consumers.topology import Topology
 from contracts.events import Envelope
@@ -64,7 +65,7 @@ def make_consumer(
         queue_url=topo.queue_url(queue),
         dlq_url=topo.dlq_url(queue),
         handler=handler,
-        settings=settings,
+        options=consumer_options(settings),
         concurrency=concurrency,
     )
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from config.settings import Settings
+from config.worker import consumer_options
 from consumers.publish import send_raw
 from consumers.runtime import SqsConsumer
 from consumers.topology import Topology, ensure_topology
@@ -153,6 +154,6 @@ def _consumer(
         queue_url=topo.queue_url(queue),
         dlq_url=topo.dlq_url(queue),
         handler=handler,
-        settings=settings,
+        options=consumer_options(settings),
         concurrency=2,
     )

@@ -20,6 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.feed import build_feed_handler
 from config.settings import Settings
+from config.worker import consumer_options
 from consumers.runtime import SqsConsumer
 from consumers.topology import Topology
 from contracts.keys import feed_key
@@ -77,7 +78,7 @@ async def feed_worker(
         queue_url=topo.queue_url(FEED),
         dlq_url=topo.dlq_url(FEED),
         handler=handler,
-        settings=settings,
+        options=consumer_options(settings),
         concurrency=concurrency,
     )
     return consumer, handler

@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from config.settings import Settings
+from config.worker import consumer_options
 from consumers.kafka.consumer import KafkaConsumer
 from consumers.kafka.records import envelope_headers, header_map
+from consumers.topology import routes
 from contracts.events import Envelope, PostCreated, UserProfileUpdated, new_envelope
 from contracts.outcomes import EventHandler
 
@@ -115,7 +117,13 @@ async def running(
     settings: Settings, queue: str, handler: EventHandler, *, concurrency: int = 4
 ) -> AsyncIterator[KafkaConsumer]:
     """A consumer running in a task; stopped (and drained) on exit."""
-    consumer = KafkaConsumer(settings, queue_name=queue, handler=handler, concurrency=concurrency)
+    consumer = KafkaConsumer(
+        consumer_options(settings),
+        queue_name=queue,
+        event_types=routes(settings)[queue],
+        handler=handler,
+        concurrency=concurrency,
+    )
     task = asyncio.create_task(consumer.run())
     try:
         yield consumer

@@ -38,7 +38,6 @@ UNRESOLVABLE = re.compile(
             "DESIGN" + r"(?:\.md|\s*" + _SECTION + ")",
             "MAP" + r"-0\d",
             r"\bseed\s+(?:PST|" + _SECTION + r"|\d+\.\d)",
-            "STYLE" + r"\s*" + _SECTION,
             "VAL" + r"-[A-Z]+-\d",
         )
     )

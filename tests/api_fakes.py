@@ -1,4 +1,4 @@
-"""An in-memory `api.uow.UnitsOfWork` for unit tests of the API's rules (STYLE §3).
+"""An in-memory `api.uow.UnitsOfWork` for unit tests of the API's rules.
 
 It keeps the store's own rules that the services rely on (one pending request
 per pair in either direction, a taken email) and a transaction's: a unit that

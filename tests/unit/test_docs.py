@@ -39,6 +39,7 @@ UNRESOLVABLE = re.compile(
             "MAP" + r"-0\d",
             r"\bseed\s+(?:PST|" + _SECTION + r"|\d+\.\d)",
             "VAL" + r"-[A-Z]+-\d",
+            "STYLE" + r"(?:\.md|\s*" + _SECTION + ")",
         )
     )
 )

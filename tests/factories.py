@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import orjson
 
@@ -23,62 +23,96 @@ from contracts.events import (
 _counter = itertools.count(1)
 
 
+class EnvelopeFields(TypedDict, total=False):
+    """What every builder passes on to `new_envelope`: left out, it gets a fresh value."""
+
+    event_id: uuid.UUID | None
+    correlation_id: str | None
+    occurred_at: datetime | None
+    producer: str
+
+
 def post_created(
     *,
     post_id: uuid.UUID | None = None,
     author_id: uuid.UUID | None = None,
     created_at: datetime | None = None,
-    correlation_id: str | None = None,
-    occurred_at: datetime | None = None,
+    **envelope: Unpack[EnvelopeFields],
 ) -> Envelope:
+    """A PostCreated; without `created_at`, the post is created when the event occurred."""
+    envelope["occurred_at"] = envelope.get("occurred_at") or utcnow()
     payload = PostCreated(
         post_id=post_id or uuid.uuid4(),
         author_id=author_id or uuid.uuid4(),
-        created_at=created_at or occurred_at or utcnow(),
+        created_at=created_at or envelope["occurred_at"],
     )
-    return new_envelope(payload, correlation_id=correlation_id, occurred_at=occurred_at)
+    return new_envelope(payload, **envelope)
 
 
-def profile_updated(*, user_id: uuid.UUID | None = None, version: int | None = None) -> Envelope:
+def profile_updated(
+    *,
+    user_id: uuid.UUID | None = None,
+    version: int | None = None,
+    updated_at: datetime | None = None,
+    **envelope: Unpack[EnvelopeFields],
+) -> Envelope:
     payload = UserProfileUpdated(
-        user_id=user_id or uuid.uuid4(), updated_at=utcnow(), version=version
+        user_id=user_id or uuid.uuid4(), updated_at=updated_at or utcnow(), version=version
     )
-    return new_envelope(payload)
+    return new_envelope(payload, **envelope)
 
 
 def connection_requested(
-    *, requester_id: uuid.UUID | None = None, addressee_id: uuid.UUID | None = None
+    *,
+    connection_id: uuid.UUID | None = None,
+    requester_id: uuid.UUID | None = None,
+    addressee_id: uuid.UUID | None = None,
+    created_at: datetime | None = None,
+    **envelope: Unpack[EnvelopeFields],
 ) -> Envelope:
     payload = ConnectionRequested(
-        connection_id=uuid.uuid4(),
+        connection_id=connection_id or uuid.uuid4(),
         requester_id=requester_id or uuid.uuid4(),
         addressee_id=addressee_id or uuid.uuid4(),
-        created_at=utcnow(),
+        created_at=created_at or utcnow(),
     )
-    return new_envelope(payload)
+    return new_envelope(payload, **envelope)
 
 
 def connection_accepted(
-    *, requester_id: uuid.UUID | None = None, addressee_id: uuid.UUID | None = None
+    *,
+    connection_id: uuid.UUID | None = None,
+    requester_id: uuid.UUID | None = None,
+    addressee_id: uuid.UUID | None = None,
+    accepted_at: datetime | None = None,
+    **envelope: Unpack[EnvelopeFields],
 ) -> Envelope:
     payload = ConnectionAccepted(
-        connection_id=uuid.uuid4(),
+        connection_id=connection_id or uuid.uuid4(),
         requester_id=requester_id or uuid.uuid4(),
         addressee_id=addressee_id or uuid.uuid4(),
-        accepted_at=utcnow(),
+        accepted_at=accepted_at or utcnow(),
     )
-    return new_envelope(payload)
+    return new_envelope(payload, **envelope)
 
 
-def comment_created(*, post_author_id: uuid.UUID | None = None) -> Envelope:
+def comment_created(
+    *,
+    comment_id: uuid.UUID | None = None,
+    post_id: uuid.UUID | None = None,
+    author_id: uuid.UUID | None = None,
+    post_author_id: uuid.UUID | None = None,
+    created_at: datetime | None = None,
+    **envelope: Unpack[EnvelopeFields],
+) -> Envelope:
     payload = CommentCreated(
-        comment_id=uuid.uuid4(),
-        post_id=uuid.uuid4(),
-        author_id=uuid.uuid4(),
+        comment_id=comment_id or uuid.uuid4(),
+        post_id=post_id or uuid.uuid4(),
+        author_id=author_id or uuid.uuid4(),
         post_author_id=post_author_id or uuid.uuid4(),
-        created_at=utcnow(),
+        created_at=created_at or utcnow(),
     )
-    return new_envelope(payload)
+    return new_envelope(payload, **envelope)
 
 
 def sns_notification(envelope: Envelope, topic_arn: str = "arn:aws:sns:us-east-1:1:t") -> bytes:

@@ -16,8 +16,9 @@ from contracts.keys import feed_key, unread_notifications_key
 from pipelines.search.handler import SearchHandler, pool_loader
 from pipelines.search.postgres import PostgresSearchIndex
 from tests.conftest import make_settings
+from tests.factories import profile_updated
 from tests.integration.pipelines.feed.helpers import add_users, connect, feed
-from tests.integration.pipelines.search.profiles import add_user, updated
+from tests.integration.pipelines.search.profiles import add_user
 
 
 async def socialpipe(*args: str, **env: str) -> tuple[int, str, str]:
@@ -48,7 +49,7 @@ async def test_search_dry_run_reports_then_repair_writes_json_then_nothing_left(
     # GIVEN three indexed people, one of whose documents was lost, and one orphan
     people = [await add_user(db, f"Person {i}") for i in range(3)]
     await SearchHandler(pool_loader(db), PostgresSearchIndex(db)).handle(
-        [updated(u) for u in people]
+        [profile_updated(user_id=u) for u in people]
     )
     await db.execute("DELETE FROM search_documents WHERE user_id = $1", people[0])
     await db.execute(

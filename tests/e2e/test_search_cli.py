@@ -13,7 +13,8 @@ from pipelines.search.handler import SearchHandler, pool_loader
 from pipelines.search.postgres import PostgresSearchIndex
 from pipelines.search.rebuild import drop_previous_table
 from tests.conftest import make_settings
-from tests.integration.pipelines.search.profiles import add_user, updated
+from tests.factories import profile_updated
+from tests.integration.pipelines.search.profiles import add_user
 
 
 async def socialpipe(*args: str, **env: str) -> tuple[int, str, str]:
@@ -49,7 +50,7 @@ async def index_people(db: asyncpg.Pool) -> None:
         skills=("Cryptography",),
     )
     await SearchHandler(pool_loader(db), PostgresSearchIndex(db)).handle(
-        [updated(public), updated(private)]
+        [profile_updated(user_id=public), profile_updated(user_id=private)]
     )
 
 

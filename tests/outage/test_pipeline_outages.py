@@ -28,14 +28,10 @@ from consumers.publish import send_raw
 from consumers.runtime import SqsConsumer
 from consumers.topology import Topology, ensure_topology
 from contracts.events import (
-    ConnectionRequested,
     Envelope,
-    PostCreated,
-    UserProfileUpdated,
-    new_envelope,
-    utcnow,
 )
 from contracts.keys import feed_key, unread_notifications_key
+from tests.factories import connection_requested, post_created, profile_updated
 from tests.integration.consumers.helpers import depth
 from tests.outage.conftest import SettingsFactory
 from tests.outage.servers import StoppablePostgres, StoppableRedis
@@ -76,9 +72,7 @@ async def _seed_feed(conn: asyncpg.Connection) -> list[Envelope]:
         post = await conn.fetchval(
             "INSERT INTO posts (author_id, text_content) VALUES ($1, 'x') RETURNING id", author
         )
-        events.append(
-            new_envelope(PostCreated(post_id=post, author_id=author, created_at=utcnow()))
-        )
+        events.append(post_created(post_id=post, author_id=author))
     return events
 
 
@@ -104,7 +98,7 @@ async def _seed_search(conn: asyncpg.Connection) -> list[Envelope]:
         "INSERT INTO user_profiles (user_id, full_name, headline) VALUES ($1, $2, 'Engineer')",
         [(u, f"User {i}") for i, u in enumerate(users)],
     )
-    return [new_envelope(UserProfileUpdated(user_id=u, updated_at=utcnow())) for u in users]
+    return [profile_updated(user_id=u) for u in users]
 
 
 async def _every_profile_indexed(
@@ -120,17 +114,7 @@ async def _every_profile_indexed(
 
 async def _seed_notifications(conn: asyncpg.Connection) -> list[Envelope]:
     addressee, *requesters = await _users(conn, 1 + EVENTS_BEFORE + EVENTS_DURING)
-    return [
-        new_envelope(
-            ConnectionRequested(
-                connection_id=uuid.uuid4(),
-                requester_id=r,
-                addressee_id=addressee,
-                created_at=utcnow(),
-            )
-        )
-        for r in requesters
-    ]
+    return [connection_requested(requester_id=r, addressee_id=addressee) for r in requesters]
 
 
 async def _every_notification_counted_once(

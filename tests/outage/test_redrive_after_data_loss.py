@@ -28,8 +28,9 @@ from config.worker import build_handler, consumer_options
 from consumers.publish import send_raw
 from consumers.runtime import SqsConsumer
 from consumers.topology import ensure_topology
-from contracts.events import Envelope, PostCreated, new_envelope, utcnow
+from contracts.events import Envelope
 from contracts.keys import careful_until_key, feed_key
+from tests.factories import post_created
 from tests.integration.consumers.helpers import depth
 from tests.outage.conftest import SettingsFactory
 from tests.outage.servers import StoppableRedis
@@ -52,7 +53,7 @@ async def _post(conn: asyncpg.Connection, author: uuid.UUID) -> Envelope:
     post = await conn.fetchval(
         "INSERT INTO posts (author_id, text_content) VALUES ($1, 'x') RETURNING id", author
     )
-    return new_envelope(PostCreated(post_id=post, author_id=author, created_at=utcnow()))
+    return post_created(post_id=post, author_id=author)
 
 
 @pytest.mark.timeout(180)

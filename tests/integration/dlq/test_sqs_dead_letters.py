@@ -23,7 +23,7 @@ from pipelines.relay.sns import publish_events
 from pipelines.search.postgres import PostgresSearchIndex
 from tests.factories import post_created, profile_updated
 from tests.integration.consumers.helpers import attrs, depth, drain, wait_until
-from tests.integration.pipelines.search.profiles import add_user, updated
+from tests.integration.pipelines.search.profiles import add_user
 
 
 async def _dead_letter(
@@ -56,7 +56,7 @@ async def test_poison_updates_are_listed_then_redriven_through_the_pipeline_once
     # GIVEN profiles without a name, whose updates the search worker dead-letters
     topo = await ensure_topology(sqs, sns, settings)
     nameless = [await add_user(db, "") for _ in range(3)]
-    await publish_events(sns, topo.topic_arn, [updated(u) for u in nameless])
+    await publish_events(sns, topo.topic_arn, [profile_updated(user_id=u) for u in nameless])
     assert await run_worker(settings, "search", burst=True, concurrency=4) == 0
     dead = SqsDeadLetters(sqs)
     # WHEN an operator lists the dead letters

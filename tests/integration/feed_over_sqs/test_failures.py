@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -16,6 +15,7 @@ from config.settings import Settings
 from consumers.publish import send_raw
 from consumers.topology import Topology
 from tests.conftest import free_port, make_settings
+from tests.factories import post_created
 from tests.integration.consumers.helpers import attrs, depth, drain
 from tests.integration.feed_over_sqs.helpers import (
     FEED,
@@ -29,7 +29,7 @@ from tests.integration.feed_over_sqs.helpers import (
     small_graph,
     visible,
 )
-from tests.integration.pipelines.feed.helpers import create_post, post_created, post_id
+from tests.integration.pipelines.feed.helpers import create_post, post_id
 
 RETRIED = "socialpipe_messages_retried_total"
 RECEIVED = "socialpipe_messages_received_total"
@@ -37,9 +37,9 @@ RECEIVED = "socialpipe_messages_received_total"
 
 def poison_bodies() -> dict[str, bytes]:
     """One body per permanent failure, keyed by the errorType it must be dead-lettered with."""
-    missing = orjson.loads(post_created(uuid.uuid4()).to_json())
+    missing = orjson.loads(post_created().to_json())
     del missing["payload"]["authorId"]
-    future = orjson.loads(post_created(uuid.uuid4()).to_json())
+    future = orjson.loads(post_created().to_json())
     future["schemaVersion"] = "2.0"
     return {
         "MalformedMessage": b'{"eventId": "not closed',

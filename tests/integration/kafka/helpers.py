@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -17,7 +15,7 @@ from config.worker import consumer_options
 from consumers.kafka.consumer import KafkaConsumer
 from consumers.kafka.records import envelope_headers, header_map
 from consumers.topology import routes
-from contracts.events import Envelope, PostCreated, UserProfileUpdated, new_envelope
+from contracts.events import Envelope
 from contracts.outcomes import EventHandler
 
 
@@ -28,26 +26,6 @@ class Record:
     key: bytes | None
     value: bytes
     headers: dict[str, str]
-
-
-def post(author: uuid.UUID | None = None) -> Envelope:
-    return new_envelope(
-        PostCreated.model_validate(
-            {
-                "postId": uuid.uuid4(),
-                "authorId": author or uuid.uuid4(),
-                "createdAt": datetime.now(UTC),
-            }
-        )
-    )
-
-
-def profile(user: uuid.UUID, version: int) -> Envelope:
-    return new_envelope(
-        UserProfileUpdated.model_validate(
-            {"userId": user, "updatedAt": datetime.now(UTC), "version": version}
-        )
-    )
 
 
 def key_of(envelope: Envelope) -> bytes:

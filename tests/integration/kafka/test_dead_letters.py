@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from aiokafka import AIOKafkaProducer
 
 from config.settings import Settings
@@ -14,16 +12,16 @@ from contracts.outcomes import ACK, DeadLetter, Outcome
 from dlq.kafka import KafkaDeadLetters
 from dlq.letters import MAX_RECEIVE_COUNT_EXCEEDED
 from dlq.ports import RedriveOptions
-from tests.factories import sns_notification
+from tests.factories import post_created, profile_updated, sns_notification
 from tests.integration.consumers.helpers import ScriptedHandler, wait_until
-from tests.integration.kafka.helpers import post, produce, profile, read_topic, running
+from tests.integration.kafka.helpers import produce, read_topic, running
 
 
 async def test_dead_letters_are_listed_shown_redriven_and_purged(
     kafka_settings: Settings,
 ) -> None:
     # GIVEN three posts a worker dead-lettered as invalid
-    posts = [post() for _ in range(3)]
+    posts = [post_created() for _ in range(3)]
     await produce(kafka_settings, posts)
     healed = False
 
@@ -74,9 +72,9 @@ async def test_records_without_failure_headers_are_named_from_their_body_and_red
     # topic without headers
     queue = kafka_settings.feed_queue
     bodies = [
-        post().to_json(),
-        sns_notification(post()),
-        profile(uuid.uuid4(), 1).to_json(),
+        post_created().to_json(),
+        sns_notification(post_created()),
+        profile_updated(version=1).to_json(),
     ]
     producer = AIOKafkaProducer(bootstrap_servers=kafka_settings.kafka_bootstrap_servers)
     await producer.start()

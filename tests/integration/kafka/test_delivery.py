@@ -9,14 +9,16 @@ from collections import Counter
 from config.settings import Settings
 from contracts.events import Envelope, UserProfileUpdated
 from contracts.outcomes import ACK, Outcome
+from tests.factories import post_created, profile_updated
 from tests.integration.consumers.helpers import ScriptedHandler, wait_until
-from tests.integration.kafka.helpers import post, produce, profile, running, wait_until_ready
+from tests.integration.kafka.helpers import produce, running, wait_until_ready
 
 
 async def test_profile_updates_of_one_user_are_handled_in_order(kafka_settings: Settings) -> None:
     # GIVEN 30 updates for each of three users, interleaved, on a 4-partition topic
     users = [uuid.uuid4() for _ in range(3)]
-    await produce(kafka_settings, [profile(u, v) for v in range(1, 31) for u in users])
+    updates = [profile_updated(user_id=u, version=v) for v in range(1, 31) for u in users]
+    await produce(kafka_settings, updates)
 
     async def slow(_: Envelope, __: int) -> Outcome:
         await asyncio.sleep(0.001)
@@ -43,7 +45,7 @@ async def test_profile_updates_of_one_user_are_handled_in_order(kafka_settings: 
 
 async def test_a_worker_stopped_mid_batch_loses_nothing(kafka_settings: Settings) -> None:
     # GIVEN 20 posts, and a worker whose handler hangs on the 5th one it starts
-    posts = [post() for _ in range(20)]
+    posts = [post_created() for _ in range(20)]
     await produce(kafka_settings, posts)
     hang = asyncio.Event()
 
@@ -75,7 +77,7 @@ async def test_a_second_worker_joining_loses_and_duplicates_nothing(
     kafka_settings: Settings,
 ) -> None:
     # GIVEN one worker busy with 200 posts spread over 4 partitions
-    posts = [post() for _ in range(200)]
+    posts = [post_created() for _ in range(200)]
     await produce(kafka_settings, posts)
 
     async def slowly(_: Envelope, __: int) -> Outcome:

@@ -9,8 +9,9 @@ from consumers.kafka.topics import dlq_topic
 from contracts.errors import DependencyDown
 from contracts.events import Envelope
 from contracts.outcomes import ACK, Outcome
+from tests.factories import post_created
 from tests.integration.consumers.helpers import ScriptedHandler, wait_until
-from tests.integration.kafka.helpers import post, produce, read_topic, running
+from tests.integration.kafka.helpers import produce, read_topic, running
 
 
 async def test_an_outage_longer_than_the_attempt_budget_pauses_and_dead_letters_nothing(
@@ -31,7 +32,7 @@ async def test_an_outage_longer_than_the_attempt_budget_pauses_and_dead_letters_
 
     handler = ScriptedHandler(push)
     handler.dependencies = {"Redis": probe}
-    posts = [post() for _ in range(3)]
+    posts = [post_created() for _ in range(3)]
     await produce(kafka_settings, posts)
     queue = kafka_settings.feed_queue
     async with running(kafka_settings, queue, handler) as consumer:

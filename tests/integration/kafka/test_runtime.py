@@ -8,13 +8,14 @@ from config.settings import Settings
 from consumers.kafka.topics import dlq_topic, retry_topic
 from contracts.events import Envelope
 from contracts.outcomes import ACK, DeadLetter, Outcome, Retry
+from tests.factories import post_created
 from tests.integration.consumers.helpers import ScriptedHandler, wait_until
-from tests.integration.kafka.helpers import post, produce, read_topic, running, wait_until_ready
+from tests.integration.kafka.helpers import produce, read_topic, running, wait_until_ready
 
 
 async def test_routed_events_are_handled_once_and_committed(kafka_settings: Settings) -> None:
     # GIVEN five posts on the events topic
-    posts = [post() for _ in range(5)]
+    posts = [post_created() for _ in range(5)]
     await produce(kafka_settings, posts)
     handler = ScriptedHandler()
     queue = kafka_settings.feed_queue
@@ -35,12 +36,12 @@ async def test_permanent_failure_goes_to_the_dead_letter_topic_with_its_reason(
     kafka_settings: Settings,
 ) -> None:
     # GIVEN a post the handler refuses permanently
-    bad = post()
+    bad = post_created()
 
     async def refuse(env: Envelope, _: int) -> Outcome:
         return DeadLetter("InvalidEvent", "nope") if env.event_id == bad.event_id else ACK
 
-    await produce(kafka_settings, [bad, post()])
+    await produce(kafka_settings, [bad, post_created()])
     handler = ScriptedHandler(refuse)
     queue = kafka_settings.feed_queue
     # WHEN the group consumes it
@@ -64,7 +65,7 @@ async def test_transient_failure_is_retried_through_the_retry_topic(
     async def fails_first(_: Envelope, call: int) -> Outcome:
         return Retry("TransientError", "redis hiccup") if call <= 4 else ACK
 
-    await produce(kafka_settings, [post()])
+    await produce(kafka_settings, [post_created()])
     handler = ScriptedHandler(fails_first)
     queue = kafka_settings.feed_queue
     # WHEN the group consumes it
@@ -91,7 +92,7 @@ async def test_a_record_reaches_an_idle_worker_without_waiting_out_a_long_fetch(
         took = []
         for n in range(1, 9):
             began = asyncio.get_running_loop().time()
-            await produce(kafka_settings, [post()])
+            await produce(kafka_settings, [post_created()])
             await wait_until(lambda n=n: len(handler.done) == n, within=10)  # type: ignore[misc]
             took.append(asyncio.get_running_loop().time() - began)
     # THEN each arrived within a short fetch wait, not after ~0.75 s on average

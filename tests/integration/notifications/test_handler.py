@@ -13,15 +13,6 @@ import redis.asyncio as redis_asyncio
 
 from config.notifications import build_notifications_handler
 from config.settings import Settings
-from contracts.events import (
-    CommentCreated,
-    ConnectionAccepted,
-    ConnectionRequested,
-    Envelope,
-    PostCreated,
-    new_envelope,
-    utcnow,
-)
 from contracts.keys import unread_notifications_key
 from contracts.outcomes import ACK, Retry
 from pipelines.notifications.handler import NotificationsHandler
@@ -29,46 +20,18 @@ from pipelines.notifications.plan import plan_notification
 from pipelines.notifications.postgres import PgNotificationStore
 from pipelines.notifications.redis_counters import RedisUnreadCounters, notifications_channel
 from store.notifications import mark_all_read
+from tests.factories import (
+    comment_created,
+    connection_accepted,
+    connection_requested,
+    post_created,
+)
 from tests.integration.outcomes import outcomes_of
 
 
 async def new_user(db: asyncpg.Pool) -> uuid.UUID:
     return await db.fetchval(  # type: ignore[no-any-return]
         "INSERT INTO users (email) VALUES ($1) RETURNING id", f"{uuid.uuid4()}@example.com"
-    )
-
-
-def requested(requester: uuid.UUID, addressee: uuid.UUID) -> Envelope:
-    return new_envelope(
-        ConnectionRequested(
-            connection_id=uuid.uuid4(),
-            requester_id=requester,
-            addressee_id=addressee,
-            created_at=utcnow(),
-        )
-    )
-
-
-def accepted(requester: uuid.UUID, addressee: uuid.UUID) -> Envelope:
-    return new_envelope(
-        ConnectionAccepted(
-            connection_id=uuid.uuid4(),
-            requester_id=requester,
-            addressee_id=addressee,
-            accepted_at=utcnow(),
-        )
-    )
-
-
-def commented(author: uuid.UUID, post_author: uuid.UUID) -> Envelope:
-    return new_envelope(
-        CommentCreated(
-            comment_id=uuid.uuid4(),
-            post_id=uuid.uuid4(),
-            author_id=author,
-            post_author_id=post_author,
-            created_at=utcnow(),
-        )
     )
 
 
@@ -91,7 +54,7 @@ async def test_connection_request_notifies_the_addressee_once_however_often_deli
 ) -> None:
     # GIVEN two users and a handler built by the composition root
     a, b = await new_user(db), await new_user(db)
-    event = requested(a, b)
+    event = connection_requested(requester_id=a, addressee_id=b)
     async with AsyncExitStack() as stack:
         handler = await build_notifications_handler(stack, settings, pool=db, redis=redis_client)
         # WHEN the same request event is delivered three times
@@ -110,8 +73,9 @@ async def test_acceptance_notifies_the_requester(
 ) -> None:
     # GIVEN B accepted A's request
     a, b = await new_user(db), await new_user(db)
+    event = connection_accepted(requester_id=a, addressee_id=b)
     # WHEN the acceptance is handled
-    assert await handler_for(db, redis_client).handle([accepted(a, b)]) == [ACK]
+    assert await handler_for(db, redis_client).handle([event]) == [ACK]
     # THEN the requester A is told, by B
     assert [(r["kind"], r["actor_id"]) for r in await rows_for(db, a)] == [
         ("connection_accepted", b)
@@ -124,7 +88,10 @@ async def test_comment_notifies_the_post_author_but_not_for_ones_own_comment(
 ) -> None:
     # GIVEN an author, a commenter, and comments by both on the author's post
     author, other = await new_user(db), await new_user(db)
-    events = [commented(other, author), commented(author, author)]
+    events = [
+        comment_created(author_id=other, post_author_id=author),
+        comment_created(author_id=author, post_author_id=author),
+    ]
     # WHEN both are handled
     assert await handler_for(db, redis_client).handle(events) == [ACK, ACK]
     # THEN only the other user's comment notifies the author
@@ -139,8 +106,8 @@ async def test_events_that_notify_nobody_are_acknowledged(
 ) -> None:
     # GIVEN a post event and a request addressed to a user who no longer exists
     a = await new_user(db)
-    post = new_envelope(PostCreated(post_id=uuid.uuid4(), author_id=a, created_at=utcnow()))
-    ghost = requested(a, uuid.uuid4())
+    post = post_created(author_id=a)
+    ghost = connection_requested(requester_id=a)
     # WHEN they are handled THEN both are acked and nothing is written
     assert await handler_for(db, redis_client).handle([post, ghost]) == [ACK, ACK]
     assert await db.fetchval("SELECT count(*) FROM notifications") == 0
@@ -151,7 +118,7 @@ async def test_redelivery_after_a_crash_before_counting_counts_once(
 ) -> None:
     # GIVEN a row written by a worker that died before touching the counter
     a, b = await new_user(db), await new_user(db)
-    event = requested(a, b)
+    event = connection_requested(requester_id=a, addressee_id=b)
     notification = plan_notification(event)
     assert notification is not None
     assert await PgNotificationStore(db).save(notification)
@@ -168,7 +135,7 @@ async def test_redelivery_of_an_already_read_notification_does_not_count(
 ) -> None:
     # GIVEN a row the user read before its counter was updated
     a, b = await new_user(db), await new_user(db)
-    event = requested(a, b)
+    event = connection_requested(requester_id=a, addressee_id=b)
     notification = plan_notification(event)
     assert notification is not None
     await PgNotificationStore(db).save(notification)
@@ -189,7 +156,7 @@ async def test_new_notification_is_announced_on_the_users_channel(
     await pubsub.subscribe(notifications_channel(b))
     await pubsub.get_message(timeout=1)  # the subscribe confirmation
     # WHEN a request to B is handled
-    event = requested(a, b)
+    event = connection_requested(requester_id=a, addressee_id=b)
     await handler_for(db, redis_client).handle([event])
     # THEN the subscriber hears about it
     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
@@ -202,8 +169,9 @@ async def test_unreachable_redis_asks_for_a_retry(db: asyncpg.Pool) -> None:
     # GIVEN a Redis that does not answer
     a, b = await new_user(db), await new_user(db)
     dead = redis_asyncio.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    event = connection_requested(requester_id=a, addressee_id=b)
     # WHEN an event is handled as the worker does
-    [outcome] = await asyncio.wait_for(outcomes_of(handler_for(db, dead), [requested(a, b)]), 10)
+    [outcome] = await asyncio.wait_for(outcomes_of(handler_for(db, dead), [event]), 10)
     await dead.aclose()
     # THEN the message is retried later for a Redis outage rather than dead-lettered
     # or lost, and the reason names what failed

@@ -24,7 +24,8 @@ from pipelines.search.postgres import PostgresSearchIndex
 from reconcile.feed_store import RedisFeedRewriter
 from reconcile.feeds import FeedReconcileOptions, FeedReconciler
 from store.profiles import profile_ids_after
-from tests.integration.pipelines.feed.helpers import build, feed, post_created
+from tests.factories import post_created
+from tests.integration.pipelines.feed.helpers import build, feed
 
 USERS = 2000
 POSTS = 150
@@ -74,7 +75,8 @@ async def fan_out(
     """Deliver one PostCreated per post, in the given order, to the real feed handler."""
     handler = await build(stack, client, feed_max_length=max_length)
     for post, author, at in posts:
-        assert await handler.handle([post_created(author, post, at)]) == [ACK]
+        event = post_created(author_id=author, post_id=post, occurred_at=at)
+        assert await handler.handle([event]) == [ACK]
 
 
 async def pipeline_feeds(

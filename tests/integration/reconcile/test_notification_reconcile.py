@@ -7,20 +7,14 @@ import uuid
 import asyncpg
 import redis.asyncio as redis_asyncio
 
-from contracts.events import (
-    CommentCreated,
-    ConnectionAccepted,
-    ConnectionRequested,
-    Envelope,
-    new_envelope,
-    utcnow,
-)
+from contracts.events import Envelope
 from contracts.keys import unread_notifications_key
 from contracts.outcomes import ACK
 from pipelines.notifications.handler import NotificationsHandler
 from pipelines.notifications.postgres import PgNotificationStore
 from pipelines.notifications.redis_counters import RedisUnreadCounters
 from reconcile.notifications import NotificationReconcileOptions, NotificationReconciler
+from tests.factories import comment_created, connection_accepted, connection_requested
 from tests.integration.pipelines.feed.helpers import add_users
 
 
@@ -40,13 +34,11 @@ async def request(db: asyncpg.Pool, requester: uuid.UUID, addressee: uuid.UUID) 
         addressee,
     )
     assert row is not None
-    return new_envelope(
-        ConnectionRequested(
-            connection_id=row["id"],
-            requester_id=requester,
-            addressee_id=addressee,
-            created_at=row["created_at"],
-        )
+    return connection_requested(
+        connection_id=row["id"],
+        requester_id=requester,
+        addressee_id=addressee,
+        created_at=row["created_at"],
     )
 
 
@@ -57,13 +49,8 @@ async def accept(db: asyncpg.Pool, requester: uuid.UUID, addressee: uuid.UUID) -
         requester,
         addressee,
     )
-    return new_envelope(
-        ConnectionAccepted(
-            connection_id=connection,
-            requester_id=requester,
-            addressee_id=addressee,
-            accepted_at=utcnow(),
-        )
+    return connection_accepted(
+        connection_id=connection, requester_id=requester, addressee_id=addressee
     )
 
 
@@ -75,14 +62,12 @@ async def comment(db: asyncpg.Pool, author: uuid.UUID, post: uuid.UUID) -> Envel
     )
     assert row is not None
     post_author = await db.fetchval("SELECT author_id FROM posts WHERE id = $1", post)
-    return new_envelope(
-        CommentCreated(
-            comment_id=row["id"],
-            post_id=post,
-            author_id=author,
-            post_author_id=post_author,
-            created_at=row["created_at"],
-        )
+    return comment_created(
+        comment_id=row["id"],
+        post_id=post,
+        author_id=author,
+        post_author_id=post_author,
+        created_at=row["created_at"],
     )
 
 

@@ -14,12 +14,12 @@ import pytest
 from config.relay import run_relay
 from config.settings import Settings
 from contracts.errors import TransientError
-from contracts.events import PostCreated, new_envelope, utcnow
 from pipelines.relay.ports import PublishResult
 from pipelines.relay.relay import OutboxRelay, RelayOptions, RelayStuck
 from store import outbox
 from store.outbox import OutboxRow
 from tests.conftest import free_port
+from tests.factories import post_created
 
 
 async def get_until(url: str, status: int, deadline: float = 10.0) -> httpx.Response:
@@ -44,8 +44,8 @@ async def test_running_relay_serves_health_readiness_and_its_lag_metric(
 ) -> None:
     # GIVEN a pending event and a relay process on a free metrics port
     async with db.acquire() as conn:
-        payload = PostCreated(post_id=uuid.uuid4(), author_id=uuid.uuid4(), created_at=utcnow())
-        await outbox.enqueue(conn, new_envelope(payload), payload.author_id)
+        author = uuid.uuid4()
+        await outbox.enqueue(conn, post_created(author_id=author), author)
     port = free_port()
     cfg = settings.model_copy(update={"metrics_port": port, "metrics_host": "127.0.0.1"})
     stop = asyncio.Event()
@@ -80,8 +80,8 @@ class UpBus:
 async def test_readiness_follows_whether_the_bus_accepts(db: asyncpg.Pool) -> None:
     # GIVEN a pending event
     async with db.acquire() as conn:
-        payload = PostCreated(post_id=uuid.uuid4(), author_id=uuid.uuid4(), created_at=utcnow())
-        await outbox.enqueue(conn, new_envelope(payload), payload.author_id)
+        author = uuid.uuid4()
+        await outbox.enqueue(conn, post_created(author_id=author), author)
     options = RelayOptions(
         inprocess_retries=0, backoff_base=0.001, backoff_max=0.002, burst_max_failures=2
     )

@@ -17,23 +17,19 @@ from config.relay import build_relay
 from config.settings import Settings
 from consumers.topology import ensure_topology
 from contracts.errors import TransientError
-from contracts.events import Envelope, PostCreated, new_envelope, utcnow
+from contracts.events import Envelope
 from contracts.metrics import OUTBOX_LAG
 from pipelines.relay.ports import PublishResult
 from pipelines.relay.relay import OutboxRelay, RelayOptions, RelayStuck
 from store import outbox
 from store.outbox import OutboxRow
+from tests.factories import post_created
 
 FAST = RelayOptions(batch_size=20, poll_interval=0.2, backoff_base=0.01, backoff_max=0.05)
 
 
-def post_event() -> Envelope:
-    payload = PostCreated(post_id=uuid.uuid4(), author_id=uuid.uuid4(), created_at=utcnow())
-    return new_envelope(payload)
-
-
 async def enqueue_events(db: asyncpg.Pool, count: int) -> list[Envelope]:
-    events = [post_event() for _ in range(count)]
+    events = [post_created() for _ in range(count)]
     async with db.acquire() as conn, conn.transaction():
         for env in events:
             await outbox.enqueue(conn, env, env.payload.author_id)  # type: ignore[union-attr]
@@ -100,7 +96,7 @@ async def drain_queue(sqs: Any, url: str, expect: int, deadline: float = 10.0) -
 
 async def test_enqueue_in_rolled_back_transaction_leaves_no_event(db: asyncpg.Pool) -> None:
     # GIVEN a unit of work that writes an event and then fails
-    env = post_event()
+    env = post_created()
     with pytest.raises(RuntimeError):
         async with db.acquire() as conn, conn.transaction():
             await outbox.enqueue(conn, env, "author")

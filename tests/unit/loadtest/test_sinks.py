@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from contracts.errors import TransientError
-from contracts.events import PostCreated, UserProfileUpdated, decode_body, new_envelope
+from contracts.events import Envelope, decode_body
 from loadtest.sinks import PublisherSink
 from pipelines.relay.kafka import KafkaPublisher
+from tests.factories import post_created, profile_updated
 
 
 class RecordingProducer:
@@ -32,15 +32,12 @@ class RecordingProducer:
         return future
 
 
-def _post(author: uuid.UUID) -> Any:
-    at = datetime.now(UTC)
-    payload = PostCreated(post_id=uuid.uuid4(), author_id=author, created_at=at)
-    return new_envelope(payload, producer="loadtest", occurred_at=at)
+def _post(author: uuid.UUID) -> Envelope:
+    return post_created(author_id=author, producer="loadtest")
 
 
-def _profile(user: uuid.UUID) -> Any:
-    payload = UserProfileUpdated(user_id=user, updated_at=datetime.now(UTC), version=2)
-    return new_envelope(payload, producer="loadtest")
+def _profile(user: uuid.UUID) -> Envelope:
+    return profile_updated(user_id=user, version=2, producer="loadtest")
 
 
 async def test_events_become_records_keyed_by_aggregate_with_envelope_headers() -> None:

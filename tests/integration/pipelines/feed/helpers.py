@@ -11,11 +11,12 @@ import asyncpg
 import redis.asyncio as redis_asyncio
 
 from config.feed import build_feed_handler
-from contracts.events import ConnectionAccepted, Envelope, PostCreated, new_envelope, utcnow
+from contracts.events import Envelope, PostCreated
 from contracts.keys import feed_key
 from pipelines.feed.handler import FeedHandler
 from pipelines.feed.ports import ConnectionSource
 from tests.conftest import make_settings
+from tests.factories import post_created
 from tests.fakes import FakeClock
 
 
@@ -39,14 +40,6 @@ async def connect(
         )
 
 
-def post_created(
-    author: uuid.UUID, post: uuid.UUID | None = None, occurred_at: datetime | None = None
-) -> Envelope:
-    when = occurred_at or utcnow()
-    payload = PostCreated(post_id=post or uuid.uuid4(), author_id=author, created_at=when)
-    return new_envelope(payload, occurred_at=when)
-
-
 async def create_post(
     db: asyncpg.Pool, author: uuid.UUID, *, occurred_at: datetime | None = None
 ) -> Envelope:
@@ -55,23 +48,13 @@ async def create_post(
     The feed handler fans out only posts PostgreSQL has (by that author): events
     handled with PostgreSQL as the connection source need the row.
     """
-    event = post_created(author, occurred_at=occurred_at)
+    event = post_created(author_id=author, occurred_at=occurred_at)
     await db.execute(
         "INSERT INTO posts (id, author_id, text_content) VALUES ($1, $2, 'x')",
         uuid.UUID(post_id(event)),
         author,
     )
     return event
-
-
-def connection_accepted(requester: uuid.UUID, addressee: uuid.UUID) -> Envelope:
-    payload = ConnectionAccepted(
-        connection_id=uuid.uuid4(),
-        requester_id=requester,
-        addressee_id=addressee,
-        accepted_at=utcnow(),
-    )
-    return new_envelope(payload)
 
 
 async def feed(client: redis_asyncio.Redis, user: uuid.UUID) -> list[str]:

@@ -22,9 +22,10 @@ from pipelines.feed.ports import BatchResult, FeedStore
 from pipelines.feed.redis_cache import RedisConnectionCache
 from pipelines.feed.redis_feeds import RedisFeedStore
 from tests.conftest import free_port
+from tests.factories import post_created
 from tests.fakes import FakeClock, FakeConnectionSource, FlakyFeedStore
 from tests.integration.outcomes import outcomes_of
-from tests.integration.pipelines.feed.helpers import build, feed, post_created, post_id
+from tests.integration.pipelines.feed.helpers import build, feed, post_id
 
 BREAKER = {"breaker_min_calls": 2, "breaker_open_seconds": 30.0, "breaker_call_timeout": 0.2}
 
@@ -107,7 +108,7 @@ async def test_redis_timing_out_once_is_retried_in_process_and_completes(
     source.connect(author, *friends)
     store = TimingOutOnceFeedStore(RedisFeedStore(redis_client, max_length=800, marker_ttl=86_400))
     handler = handler_on(store, source, redis_client)
-    event = post_created(author)
+    event = post_created(author_id=author)
 
     # WHEN handled through the invoker, which may call twice
     outcomes = await outcomes_of(handler, [event], attempts=2)
@@ -129,7 +130,7 @@ async def test_redis_connection_dropped_once_is_an_outage_retry_then_success(
     source.connect(author, *friends)
     flaky = FlakyFeedStore(RedisFeedStore(redis_client, max_length=800, marker_ttl=86_400), 1)
     handler = handler_on(flaky, source, redis_client)
-    event = post_created(author)
+    event = post_created(author_id=author)
 
     # WHEN handled through the invoker, which may call three times
     [first] = await outcomes_of(handler, [event], attempts=3)
@@ -157,12 +158,12 @@ async def test_open_breaker_falls_back_to_stale_cache(
     source.connect(author, *friends)
     clock = FakeClock()
     handler = await build(stack, redis_client, source=source, clock=clock, **BREAKER)
-    assert await handler.handle([post_created(author)]) == [ACK]
+    assert await handler.handle([post_created(author_id=author)]) == [ACK]
     await redis_client.delete(connections_cache_key(author))
 
     # WHEN the source goes down (1 success + 1 failure = 50 % of 2 calls: it opens)
     source.down = True
-    outcomes = [await handler.handle([post_created(author)]) for _ in range(3)]
+    outcomes = [await handler.handle([post_created(author_id=author)]) for _ in range(3)]
 
     # THEN every post still reaches the connections through the stale copy,
     # and the last two did not even reach the source
@@ -183,7 +184,7 @@ async def test_open_breaker_without_cache_retries_and_pauses_until_half_open(
     handler = await build(stack, redis_client, source=source, clock=clock, **BREAKER)
 
     # WHEN posts are handled until the breaker opens
-    outcomes = [(await outcomes_of(handler, [post_created(author)]))[0] for _ in range(3)]
+    outcomes = [(await outcomes_of(handler, [post_created(author_id=author)]))[0] for _ in range(3)]
 
     # THEN each is a retry for a PostgreSQL outage, the last refused by the open
     # breaker without a source call
@@ -207,7 +208,7 @@ async def test_open_breaker_without_cache_retries_and_pauses_until_half_open(
     source.down = False
     friend = uuid.uuid4()
     source.connect(author, friend)
-    assert await handler.handle([post_created(author)]) == [ACK]
+    assert await handler.handle([post_created(author_id=author)]) == [ACK]
     assert len(await feed(redis_client, friend)) == 1
 
 
@@ -261,7 +262,7 @@ async def test_unreachable_redis_gives_an_outage_retry_not_a_crash(
     handler = await build(stack, dead, source=source)
 
     # WHEN a post is handled through the invoker
-    [outcome] = await asyncio.wait_for(outcomes_of(handler, [post_created(author)]), 10)
+    [outcome] = await asyncio.wait_for(outcomes_of(handler, [post_created(author_id=author)]), 10)
 
     # THEN the message is retried for a Redis outage, naming the operation that failed
     assert isinstance(outcome, Retry)

@@ -16,14 +16,13 @@ from prometheus_client import REGISTRY
 from contracts.events import utcnow
 from contracts.keys import connections_cache_key, feed_key
 from contracts.outcomes import ACK, DeadLetter, Retry
+from tests.factories import connection_accepted, post_created, profile_updated
 from tests.integration.pipelines.feed.helpers import (
     add_users,
     build,
     connect,
-    connection_accepted,
     create_post,
     feed,
-    post_created,
     post_id,
 )
 
@@ -79,9 +78,9 @@ async def test_post_missing_from_postgres_or_of_another_author_is_dead_lettered_
     author, friend, other = await add_users(db, 3)
     await connect(db, author, [friend])
     handler = await build(stack, redis_client)
-    missing = post_created(author)
+    missing = post_created(author_id=author)
     stored = await create_post(db, other)
-    misattributed = post_created(author, post=uuid.UUID(post_id(stored)))
+    misattributed = post_created(author_id=author, post_id=uuid.UUID(post_id(stored)))
 
     # WHEN both are handled
     outcomes = await handler.handle([missing, misattributed])
@@ -240,7 +239,7 @@ async def test_connection_accepted_invalidates_both_cached_lists(
 
     # WHEN a and b connect and the event is handled
     await connect(db, a, [b])
-    assert await handler.handle([connection_accepted(a, b)]) == [ACK]
+    assert await handler.handle([connection_accepted(requester_id=a, addressee_id=b)]) == [ACK]
 
     # THEN both caches are gone and the next post of b reaches a
     assert not await redis_client.exists(connections_cache_key(a), connections_cache_key(b))
@@ -252,10 +251,8 @@ async def test_connection_accepted_invalidates_both_cached_lists(
 async def test_other_event_types_are_acknowledged_and_ignored(
     db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
 ) -> None:
-    from contracts.events import UserProfileUpdated, new_envelope
-
     handler = await build(stack, redis_client)
-    event = new_envelope(UserProfileUpdated(user_id=uuid.uuid4(), updated_at=utcnow()))
+    event = profile_updated()
 
     assert await handler.handle([event]) == [ACK]
     assert await redis_client.dbsize() == 0

@@ -1,4 +1,4 @@
-"""Writing profiles into the real tables, and envelopes about them, for search tests."""
+"""Writing profiles into the real tables, for search tests."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import uuid
 from datetime import date
 
 import asyncpg
-
-from contracts.events import Envelope, UserProfileUpdated, new_envelope, utcnow
 
 
 async def add_user(
@@ -53,7 +51,3 @@ async def add_user(
                 "INSERT INTO educations (user_id, school_name) VALUES ($1, $2)", uid, school
             )
     return uid
-
-
-def updated(user_id: uuid.UUID) -> Envelope:
-    return new_envelope(UserProfileUpdated(user_id=user_id, updated_at=utcnow()))

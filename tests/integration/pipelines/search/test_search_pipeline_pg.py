@@ -13,7 +13,8 @@ from pipelines.search.handler import SearchHandler, pool_loader
 from pipelines.search.ports import SearchQuery, Tombstone, WriteReport
 from pipelines.search.postgres import PostgresSearchIndex
 from store.profiles import load_profiles
-from tests.integration.pipelines.search.profiles import add_user, updated
+from tests.factories import profile_updated
+from tests.integration.pipelines.search.profiles import add_user
 from transforms.search_document import UserSearchDocument, to_search_document
 
 
@@ -64,7 +65,7 @@ async def test_updated_profile_is_searchable_by_name_company_skill_and_headline(
     )
     await add_user(db, "Someone Else", headline="Baker", skills=("Bread",))
     # WHEN its update event is handled
-    outcomes = await handler.handle([updated(uid)])
+    outcomes = await handler.handle([profile_updated(user_id=uid)])
     # THEN it is found by name (also by prefix and with a typo), company, skill and headline word
     assert outcomes == [ACK]
     assert await names(index, "margaret") == {"Margaret Hamilton"}
@@ -83,7 +84,7 @@ async def test_name_outranks_headline_match(
 ) -> None:
     a = await add_user(db, "Rust Cohle", headline="Detective")
     b = await add_user(db, "Marty Hart", headline="Rust enthusiast")
-    await handler.handle([updated(a), updated(b)])
+    await handler.handle([profile_updated(user_id=a), profile_updated(user_id=b)])
     hits = await index.search(SearchQuery(text="rust"))
     assert [h.full_name for h in hits] == ["Rust Cohle", "Marty Hart"]
 
@@ -102,7 +103,7 @@ async def test_private_profile_is_found_only_by_name_and_skills(
         skills=("Frequency hopping",),
     )
     # WHEN it is indexed
-    await handler.handle([updated(uid)])
+    await handler.handle([profile_updated(user_id=uid)])
     # THEN headline, location and company do not find it; name and skill do
     assert await names(index, "inventor") == set()
     assert await names(index, "vienna") == set()
@@ -119,11 +120,11 @@ async def test_switching_to_private_removes_restricted_fields_at_once(
     db: asyncpg.Pool, handler: SearchHandler, index: PostgresSearchIndex
 ) -> None:
     uid = await add_user(db, "Alan Turing", headline="Codebreaker", jobs=(("GCHQ", "Analyst"),))
-    await handler.handle([updated(uid)])
+    await handler.handle([profile_updated(user_id=uid)])
     assert await names(index, "codebreaker") == {"Alan Turing"}
     # WHEN the profile turns private and its update is handled
     await db.execute("UPDATE user_profiles SET visibility = 'private' WHERE user_id = $1", uid)
-    await handler.handle([updated(uid)])
+    await handler.handle([profile_updated(user_id=uid)])
     # THEN the headline and company no longer match and are gone from the row
     assert await names(index, "codebreaker") == set()
     assert await names(index, "gchq") == set()
@@ -141,7 +142,7 @@ async def test_older_document_written_last_does_not_regress(
     uid = await add_user(db, "Katherine Johnson", headline="Mathematician")
     old = to_search_document((await load_profiles(db, [uid])).profiles[0])
     await db.execute("UPDATE user_profiles SET headline = 'NASA' WHERE user_id = $1", uid)
-    await handler.handle([updated(uid)])
+    await handler.handle([profile_updated(user_id=uid)])
     # WHEN the old document arrives last (an older event processed late)
     report = await index.write([old])
     # THEN it is counted stale and the newer document stays
@@ -154,7 +155,7 @@ async def test_hundred_updates_of_one_user_in_one_batch_are_one_write(
     db: asyncpg.Pool, handler: SearchHandler, index: CountingIndex
 ) -> None:
     uid = await add_user(db, "Barbara Liskov")
-    outcomes = await handler.handle([updated(uid) for _ in range(100)])
+    outcomes = await handler.handle([profile_updated(user_id=uid) for _ in range(100)])
     assert outcomes == [ACK] * 100
     assert [[d.user_id for d in docs] for docs in index.written_docs] == [[uid]]
     assert handler.last_result is not None and handler.last_result.report.written == 1
@@ -164,11 +165,11 @@ async def test_unchanged_document_is_not_rewritten(
     db: asyncpg.Pool, handler: SearchHandler
 ) -> None:
     uid = await add_user(db, "Frances Allen", skills=("Optimisation",))
-    await handler.handle([updated(uid)])
+    await handler.handle([profile_updated(user_id=uid)])
     before = await db.fetchval("SELECT xmin::text FROM search_documents WHERE user_id = $1", uid)
     # WHEN the version grows but nothing searchable changed
     await db.execute("UPDATE user_profiles SET updated_at = now() WHERE user_id = $1", uid)
-    await handler.handle([updated(uid)])
+    await handler.handle([profile_updated(user_id=uid)])
     # THEN the row was not rewritten
     after = await db.fetchval("SELECT xmin::text FROM search_documents WHERE user_id = $1", uid)
     assert before == after
@@ -179,11 +180,11 @@ async def test_deleted_user_has_no_document_and_a_late_old_read_cannot_revive_it
     db: asyncpg.Pool, handler: SearchHandler, index: PostgresSearchIndex
 ) -> None:
     uid = await add_user(db, "Edsger Dijkstra")
-    await handler.handle([updated(uid)])
+    await handler.handle([profile_updated(user_id=uid)])
     old = to_search_document((await load_profiles(db, [uid])).profiles[0])
     # WHEN the user is deleted and its event handled
     await db.execute("DELETE FROM users WHERE id = $1", uid)
-    assert await handler.handle([updated(uid)]) == [ACK]
+    assert await handler.handle([profile_updated(user_id=uid)]) == [ACK]
     # THEN there is no document, and a write from an older read is stale
     assert await index.get(uid) is None
     assert await names(index, "dijkstra") == set()
@@ -197,7 +198,11 @@ async def test_document_missing_a_required_field_dead_letters_only_that_user(
     # GIVEN a batch where one profile has no name
     good = await add_user(db, "John Backus")
     bad = await add_user(db, "   ")
-    events = [updated(bad), updated(good), updated(bad)]
+    events = [
+        profile_updated(user_id=bad),
+        profile_updated(user_id=good),
+        profile_updated(user_id=bad),
+    ]
     # WHEN the batch is handled
     outcomes = await handler.handle(events)
     # THEN the nameless user's events are dead-lettered with the reason; the other lands

@@ -13,7 +13,8 @@ from pipelines.search.handler import SearchHandler, pool_loader
 from pipelines.search.postgres import PostgresSearchIndex
 from pipelines.search.rebuild import PREVIOUS_TABLE, PostgresRebuild, drop_previous_table, rebuild
 from store.profiles import load_profiles
-from tests.integration.pipelines.search.profiles import add_user, updated
+from tests.factories import profile_updated
+from tests.integration.pipelines.search.profiles import add_user
 from transforms.search_document import to_search_document
 
 
@@ -35,7 +36,7 @@ async def test_rebuild_under_concurrent_updates_loses_nothing(db: asyncpg.Pool) 
     users = [await add_user(db, f"User {i}", skills=(f"skill{i % 7}",)) for i in range(200)]
     handler = SearchHandler(pool_loader(db), PostgresSearchIndex(db))
     for start in range(0, len(users), 50):
-        await handler.handle([updated(u) for u in users[start : start + 50]])
+        await handler.handle([profile_updated(user_id=u) for u in users[start : start + 50]])
     done = asyncio.Event()
     progressed = asyncio.Condition()
     changes = 0
@@ -55,7 +56,9 @@ async def test_rebuild_under_concurrent_updates_loses_nothing(db: asyncpg.Pool) 
                 touched.append(users[-1])
             if changes == 10:
                 touched.append(await add_user(db, "Newcomer During Rebuild"))
-            assert await handler.handle([updated(u) for u in touched]) == [ACK] * len(touched)
+            assert await handler.handle([profile_updated(user_id=u) for u in touched]) == [
+                ACK
+            ] * len(touched)
             changes += 1
             async with progressed:
                 progressed.notify_all()
@@ -96,7 +99,7 @@ async def test_rebuilt_table_is_searchable_and_writable(db: asyncpg.Pool) -> Non
     index = PostgresSearchIndex(db)
     assert (await index.get(uid)) is not None
     await db.execute("UPDATE user_profiles SET headline = 'Pioneer' WHERE user_id = $1", uid)
-    await SearchHandler(pool_loader(db), index).handle([updated(uid)])
+    await SearchHandler(pool_loader(db), index).handle([profile_updated(user_id=uid)])
     doc = await index.get(uid)
     assert doc is not None and doc.headline == "Pioneer"
     await drop_previous_table(db)

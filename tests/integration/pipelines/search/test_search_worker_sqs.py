@@ -13,8 +13,9 @@ from consumers.topology import ensure_topology
 from pipelines.relay.sns import publish_events
 from pipelines.search.ports import SearchQuery
 from pipelines.search.postgres import PostgresSearchIndex
+from tests.factories import profile_updated
 from tests.integration.consumers.helpers import attrs, drain
-from tests.integration.pipelines.search.profiles import add_user, updated
+from tests.integration.pipelines.search.profiles import add_user
 
 
 async def test_profile_update_published_to_sns_becomes_searchable(
@@ -23,7 +24,7 @@ async def test_profile_update_published_to_sns_becomes_searchable(
     # GIVEN the topology and a profile whose update event is published
     topology = await ensure_topology(sqs, sns, settings)
     uid = await add_user(db, "Annie Easley", headline="Rocket scientist", skills=("Centaur",))
-    await publish_events(sns, topology.topic_arn, [updated(uid)])
+    await publish_events(sns, topology.topic_arn, [profile_updated(user_id=uid)])
     # WHEN the search worker drains its queue
     assert await run_worker(settings, "search", burst=True, concurrency=4) == 0
     # THEN the person is found by a headline word
@@ -38,7 +39,9 @@ async def test_poison_events_go_to_the_dlq_with_reasons_and_the_rest_is_indexed(
     topology = await ensure_topology(sqs, sns, settings)
     good = [await add_user(db, f"Good Person {i}") for i in range(5)]
     nameless = await add_user(db, "")
-    await publish_events(sns, topology.topic_arn, [updated(u) for u in [*good, nameless]])
+    await publish_events(
+        sns, topology.topic_arn, [profile_updated(user_id=u) for u in [*good, nameless]]
+    )
     await send_raw(sqs, topology.queue_url(settings.search_queue), "{not json")
     # WHEN the worker drains it
     assert await run_worker(settings, "search", burst=True, concurrency=4) == 0

@@ -11,19 +11,15 @@ from consumers.classify import classify
 from consumers.gate import DependencyGate
 from consumers.invoke import HandlerInvoker
 from contracts.errors import DependencyDown, TransientError
-from contracts.events import Envelope, PostCreated, UserProfileUpdated, new_envelope, utcnow
 from contracts.failures import POSTGRES, SEARCH_INDEX
 from contracts.outcomes import ACK, DeadLetter, Retry
 from pipelines.search.bulk import chunked
 from pipelines.search.handler import SearchHandler
 from pipelines.search.ports import Tombstone, WriteReport
 from store.profiles import ProfileBatch
+from tests.factories import post_created, profile_updated
 from tests.search_fakes import FakeProfiles, FakeSearchIndex
 from transforms.search_document import UserSearchDocument
-
-
-def updated(user_id: uuid.UUID) -> Envelope:
-    return new_envelope(UserProfileUpdated(user_id=user_id, updated_at=utcnow()))
 
 
 @pytest.fixture
@@ -46,7 +42,7 @@ async def test_batch_is_coalesced_by_user_and_loaded_in_one_call(
 ) -> None:
     # GIVEN ten events about two users
     a, b = profiles.put().user_id, profiles.put(full_name="Bob").user_id
-    events = [updated(a if i % 3 else b) for i in range(10)]
+    events = [profile_updated(user_id=a if i % 3 else b) for i in range(10)]
     # WHEN handled
     outcomes = await handler.handle(events)
     # THEN every event is acked, the loader ran once with each user once, one write happened
@@ -59,9 +55,9 @@ async def test_user_without_profile_becomes_a_tombstone(
     profiles: FakeProfiles, index: FakeSearchIndex, handler: SearchHandler
 ) -> None:
     row = profiles.put()
-    await handler.handle([updated(row.user_id)])
+    await handler.handle([profile_updated(user_id=row.user_id)])
     del profiles.rows[row.user_id]
-    assert await handler.handle([updated(row.user_id)]) == [ACK]
+    assert await handler.handle([profile_updated(user_id=row.user_id)]) == [ACK]
     assert await index.get(row.user_id) is None
 
 
@@ -69,9 +65,8 @@ async def test_event_of_another_type_is_dead_lettered_and_the_rest_indexed(
     profiles: FakeProfiles, index: FakeSearchIndex, handler: SearchHandler
 ) -> None:
     row = profiles.put()
-    created = PostCreated(post_id=uuid.uuid4(), author_id=uuid.uuid4(), created_at=utcnow())
-    post = new_envelope(created)
-    outcomes = await handler.handle([post, updated(row.user_id)])
+    post = post_created()
+    outcomes = await handler.handle([post, profile_updated(user_id=row.user_id)])
     assert isinstance(outcomes[0], DeadLetter) and "PostCreated" in outcomes[0].reason
     assert outcomes[1] == ACK and await index.get(row.user_id) is not None
 
@@ -84,7 +79,7 @@ async def test_an_index_failure_escapes_for_the_runtime_to_classify(
     a, b = profiles.put().user_id, profiles.put().user_id
     # WHEN a batch is handled THEN the failure escapes as it was raised
     with pytest.raises(TransientError) as raised:
-        await handler.handle([updated(a), updated(b)])
+        await handler.handle([profile_updated(user_id=a), profile_updated(user_id=b)])
     # AND the runtime's classifier makes it a retry of the whole batch, naming the cause
     outcome = classify(raised.value)
     assert isinstance(outcome, Retry) and outcome.in_process and outcome.outage is None
@@ -99,7 +94,7 @@ async def test_a_refused_database_is_an_outage_naming_the_load(index: FakeSearch
     handler = SearchHandler(refused, index)
     # WHEN a batch of two users is handled
     with pytest.raises(DependencyDown) as raised:
-        await handler.handle([updated(uuid.uuid4()), updated(uuid.uuid4())])
+        await handler.handle([profile_updated(), profile_updated()])
     # THEN PostgreSQL is named as down, the reason names the operation, nothing was written
     assert raised.value.dependency == POSTGRES
     assert raised.value.message.startswith("Loading 2 profiles from PostgreSQL failed:")
@@ -133,7 +128,9 @@ async def test_only_the_throttled_users_are_retried(profiles: FakeProfiles) -> N
     index = ThrottlingIndex(throttle={b})
     handler = SearchHandler(profiles, index)
     # WHEN handled
-    outcomes = await handler.handle([updated(a), updated(b), updated(b)])
+    outcomes = await handler.handle(
+        [profile_updated(user_id=a), profile_updated(user_id=b), profile_updated(user_id=b)]
+    )
     # THEN A is acked, both events of B are retried with the throttling reason
     assert outcomes[0] == ACK
     assert (
@@ -154,7 +151,7 @@ async def test_the_invoker_sends_again_only_the_events_of_throttled_users(
     gate = DependencyGate(handler.dependencies, queue="search-indexing")
     invoker = HandlerInvoker(handler, queue_name="q", gate=gate, attempts=3, retry_base=0.0)
     # WHEN the batch is run
-    outcomes = await invoker.run([updated(a), updated(b)])
+    outcomes = await invoker.run([profile_updated(user_id=a), profile_updated(user_id=b)])
     # THEN both end acked, and the second call loaded and wrote B alone
     assert outcomes == [ACK, ACK]
     assert [sorted(c) for c in profiles.calls] == [sorted([a, b]), [b]]

@@ -4,12 +4,72 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from contracts.events import Envelope
+from contracts.outcomes import ACK, Outcome, Probe
 from pipelines.feed.ports import BatchResult, CachedConnections, FeedStore
+
+Behaviour = Callable[[Envelope, int], Awaitable[Outcome]]
+Step = Outcome | Exception
+
+
+async def always_ack(_: Envelope, __: int) -> Outcome:
+    return ACK
+
+
+def playing(script: Mapping[uuid.UUID, Sequence[Step]]) -> Behaviour:
+    """A behaviour that plays each event's steps, one per call: an outcome is
+    returned, an exception raised (failing the whole batch, as a handler's would)."""
+
+    async def play(envelope: Envelope, call: int) -> Outcome:
+        step = script[envelope.event_id][call - 1]
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    return play
+
+
+class ScriptedHandler:
+    """Implements `EventHandler`; `behaviour(envelope, call_number)` decides each outcome.
+
+    `calls` counts the calls per event id, `batch_sizes` the events per `handle`.
+    """
+
+    name = "test"
+
+    def __init__(self, behaviour: Behaviour = always_ack, *, max_batch: int = 1) -> None:
+        self.max_batch = max_batch
+        self.dependencies: dict[str, Probe] = {}
+        self._behaviour = behaviour
+        self.calls: Counter[uuid.UUID] = Counter()
+        self.started: list[uuid.UUID] = []
+        self.done: list[uuid.UUID] = []
+        self.batch_sizes: list[int] = []
+
+    @classmethod
+    def scripted(
+        cls, script: Mapping[uuid.UUID, Sequence[Step]], *, max_batch: int = 10
+    ) -> ScriptedHandler:
+        """A handler playing `script`: the steps of each event id, in call order."""
+        return cls(playing(script), max_batch=max_batch)
+
+    async def handle(self, events: Sequence[Envelope]) -> Sequence[Outcome]:
+        self.batch_sizes.append(len(events))
+        outcomes = []
+        for env in events:
+            self.calls[env.event_id] += 1
+            self.started.append(env.event_id)
+            outcomes.append(await self._behaviour(env, self.calls[env.event_id]))
+            self.done.append(env.event_id)
+        return outcomes
+
+    async def wait_ready(self) -> None:
+        return None
 
 
 class FakeClock:

@@ -1,53 +1,16 @@
-"""A scriptable handler and small helpers for driving the consumer against moto."""
+"""Small helpers for driving the consumer against moto."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from config.settings import Settings
 from config.worker import consumer_options
 from consumers.runtime import SqsConsumer
 from consumers.topology import Topology
-from contracts.events import Envelope
-from contracts.outcomes import ACK, Outcome, Probe
-
-Behaviour = Callable[[Envelope, int], Awaitable[Outcome]]
-
-
-async def always_ack(_: Envelope, __: int) -> Outcome:
-    return ACK
-
-
-class ScriptedHandler:
-    """Implements `EventHandler`; `behaviour(envelope, call_number)` decides each outcome."""
-
-    name = "test"
-
-    def __init__(self, behaviour: Behaviour = always_ack, *, max_batch: int = 1) -> None:
-        self.max_batch = max_batch
-        self.dependencies: dict[str, Probe] = {}
-        self._behaviour = behaviour
-        self.calls: Counter[uuid.UUID] = Counter()
-        self.started: list[uuid.UUID] = []
-        self.done: list[uuid.UUID] = []
-        self.batch_sizes: list[int] = []
-
-    async def handle(self, events: Sequence[Envelope]) -> Sequence[Outcome]:
-        self.batch_sizes.append(len(events))
-        outcomes = []
-        for env in events:
-            self.calls[env.event_id] += 1
-            self.started.append(env.event_id)
-            outcomes.append(await self._behaviour(env, self.calls[env.event_id]))
-            self.done.append(env.event_id)
-        return outcomes
-
-    async def wait_ready(self) -> None:
-        return None
+from tests.fakes import ScriptedHandler
 
 
 def make_consumer(

@@ -16,14 +16,8 @@ from contracts.events import Envelope
 from contracts.outcomes import ACK, Outcome, Retry
 from tests.conftest import make_settings
 from tests.factories import post_created, sns_notification
-from tests.integration.consumers.helpers import (
-    ScriptedHandler,
-    attrs,
-    depth,
-    drain,
-    make_consumer,
-    wait_until,
-)
+from tests.fakes import ScriptedHandler
+from tests.integration.consumers.helpers import attrs, depth, drain, make_consumer, wait_until
 
 FEED = "feed-fanout"
 

@@ -17,7 +17,8 @@ from consumers.topology import ensure_topology
 from pipelines.relay.sns import publish_events
 from tests.conftest import free_port, make_settings
 from tests.factories import post_created
-from tests.integration.consumers.helpers import ScriptedHandler, depth, http_get
+from tests.fakes import ScriptedHandler
+from tests.integration.consumers.helpers import depth, http_get
 
 
 def _env(settings: Settings, **extra: str) -> dict[str, str]:

@@ -13,7 +13,8 @@ from dlq.kafka import KafkaDeadLetters
 from dlq.letters import MAX_RECEIVE_COUNT_EXCEEDED
 from dlq.ports import RedriveOptions
 from tests.factories import post_created, profile_updated, sns_notification
-from tests.integration.consumers.helpers import ScriptedHandler, wait_until
+from tests.fakes import ScriptedHandler
+from tests.integration.consumers.helpers import wait_until
 from tests.integration.kafka.helpers import produce, read_topic, running
 
 

@@ -10,7 +10,8 @@ from config.settings import Settings
 from contracts.events import Envelope, UserProfileUpdated
 from contracts.outcomes import ACK, Outcome
 from tests.factories import post_created, profile_updated
-from tests.integration.consumers.helpers import ScriptedHandler, wait_until
+from tests.fakes import ScriptedHandler
+from tests.integration.consumers.helpers import wait_until
 from tests.integration.kafka.helpers import produce, running, wait_until_ready
 
 

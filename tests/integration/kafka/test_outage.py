@@ -10,7 +10,8 @@ from contracts.errors import DependencyDown
 from contracts.events import Envelope
 from contracts.outcomes import ACK, Outcome
 from tests.factories import post_created
-from tests.integration.consumers.helpers import ScriptedHandler, wait_until
+from tests.fakes import ScriptedHandler
+from tests.integration.consumers.helpers import wait_until
 from tests.integration.kafka.helpers import produce, read_topic, running
 
 

@@ -9,7 +9,8 @@ from consumers.kafka.topics import dlq_topic, retry_topic
 from contracts.events import Envelope
 from contracts.outcomes import ACK, DeadLetter, Outcome, Retry
 from tests.factories import post_created
-from tests.integration.consumers.helpers import ScriptedHandler, wait_until
+from tests.fakes import ScriptedHandler
+from tests.integration.consumers.helpers import wait_until
 from tests.integration.kafka.helpers import produce, read_topic, running, wait_until_ready
 
 

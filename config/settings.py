@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/socialpipe"
+    # A streaming replica for the workers' and reconcilers' reads; unset = DATABASE_URL.
+    database_read_url: str | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
     aws_endpoint_url: str | None = None
     aws_region: str = "us-east-1"

@@ -106,3 +106,9 @@ MESSAGES_REQUEUED = Counter(
     "Messages sent back to their own queue with a fresh receive budget during an outage.",
     ["queue", "dependency"],
 )
+REPLICA_READS = Counter(
+    "socialpipe_replica_reads_total",
+    "Entities read with DATABASE_READ_URL set, by where the read was finally served:"
+    " replica, replica_after_wait (it had lagged) or primary_fallback.",
+    ["pipeline", "outcome"],
+)

@@ -1,13 +1,19 @@
-"""Composition root of the feed fan-out pipeline (`socialpipe worker feed`)."""
+"""Composition root of the feed fan-out pipeline (`socialpipe worker feed`).
+
+With `DATABASE_READ_URL` set, the post check and the connection reads go to
+the replica, and the primary answers for a post the replica does not have yet.
+"""
 
 from __future__ import annotations
 
 import time
 from contextlib import AsyncExitStack
 
+import asyncpg
 import redis.asyncio as aioredis
 
-from config.clients import no_client_retries, postgres_probe
+from config.clients import no_client_retries
+from config.search import open_read_pool, primary_and_replica_probe
 from config.settings import Settings
 from contracts.failures import POSTGRES, REDIS
 from contracts.outcomes import Probe
@@ -18,8 +24,9 @@ from pipelines.feed.handler import FeedHandler
 from pipelines.feed.ports import ConnectionSource
 from pipelines.feed.redis_cache import RedisConnectionCache
 from pipelines.feed.redis_feeds import RedisFeedStore
-from store.connections import PgConnectionSource
+from store.connections import PgConnectionSource, RoutedConnectionSource
 from store.db import create_pool
+from store.replica import ReadRouter
 
 
 def open_feed_redis(stack: AsyncExitStack, settings: Settings) -> aioredis.Redis:
@@ -44,6 +51,19 @@ def open_feed_redis(stack: AsyncExitStack, settings: Settings) -> aioredis.Redis
     return client
 
 
+async def open_connection_source(
+    stack: AsyncExitStack, settings: Settings, primary: asyncpg.Pool
+) -> tuple[ConnectionSource, Probe]:
+    """The PostgreSQL connection source and its probe: the primary alone, or routed via
+    `DATABASE_READ_URL`."""
+    replica = await open_read_pool(stack, settings)
+    probe = primary_and_replica_probe(primary, replica)
+    if replica is None:
+        return PgConnectionSource(primary), probe
+    router = ReadRouter(PgConnectionSource(primary), PgConnectionSource(replica), pipeline="feed")
+    return RoutedConnectionSource(router), probe
+
+
 async def build_feed_handler(
     stack: AsyncExitStack,
     settings: Settings,
@@ -61,8 +81,7 @@ async def build_feed_handler(
     if connection_source is None:
         pool = await create_pool(settings.database_url)
         stack.push_async_callback(pool.close)
-        connection_source = PgConnectionSource(pool)
-        probes[POSTGRES] = postgres_probe(pool)
+        connection_source, probes[POSTGRES] = await open_connection_source(stack, settings, pool)
     if redis is None:
         redis = open_feed_redis(stack, settings)
     probes[REDIS] = redis.ping

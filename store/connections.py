@@ -16,6 +16,7 @@ from typing import Final
 import asyncpg
 
 from contracts.failures import POSTGRES, boundary
+from store.replica import ReadRouter
 from transforms.fanout import UUID_BYTES, PackedIds
 
 DEFAULT_PAGE_SIZE: Final = 5000
@@ -92,3 +93,36 @@ class PgConnectionSource:
             row = await conn.fetchrow(NEXT_PAGE, user_id, self._page_size, after)
         assert row is not None  # an aggregate always returns one row
         return int(row["rows"]), row["packed"]
+
+
+PostKey = tuple[uuid.UUID, uuid.UUID]
+
+
+class RoutedConnectionSource:
+    """A `ConnectionSource` that reads a replica and asks the primary what the replica lacks.
+
+    A post the replica does not have may simply not be replayed yet, so a miss
+    waits for the replica, then checks the primary: only a post the primary
+    lacks is reported missing. Connections are read from the replica as they
+    are; a connection accepted a moment ago reaches the feeds at the latest
+    when `reconcile feeds` runs.
+    """
+
+    def __init__(self, router: ReadRouter[PgConnectionSource]) -> None:
+        self._router = router
+
+    async def post_exists(self, post_id: uuid.UUID, author_id: uuid.UUID) -> bool:
+        key = (post_id, author_id)
+        found = await self._router.read([key], _existing_posts, _present)
+        return found.get(key, False)
+
+    async def accepted_connections(self, user_id: uuid.UUID) -> PackedIds:
+        return await self._router.reader.accepted_connections(user_id)
+
+
+async def _existing_posts(source: PgConnectionSource, keys: list[PostKey]) -> dict[PostKey, bool]:
+    return {key: True for key in keys if await source.post_exists(*key)}
+
+
+def _present(_key: PostKey, found: bool | None) -> bool:
+    return bool(found)

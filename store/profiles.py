@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncpg
+
+from store.replica import ReadRouter
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +43,7 @@ _SELECT = """
 SELECT ids.id AS user_id, p.full_name, p.headline, p.location, p.visibility, p.version,
        coalesce(w.companies, '{}') AS companies, coalesce(w.titles, '{}') AS job_titles,
        coalesce(e.schools, '{}') AS schools, coalesce(s.skills, '{}') AS skills,
-       CASE WHEN p.user_id IS NULL THEN nextval('profile_version_seq') END AS gone_version
+       CASE WHEN p.user_id IS NULL THEN {gone} END AS gone_version
   FROM unnest($1::uuid[]) AS ids(id)
   LEFT JOIN user_profiles p ON p.user_id = ids.id
   LEFT JOIN LATERAL (
@@ -58,20 +60,28 @@ SELECT ids.id AS user_id, p.full_name, p.headline, p.location, p.visibility, p.v
          FROM skills WHERE user_id = p.user_id) s ON true
 """
 
+_WITH_TOMBSTONES = _SELECT.replace("{gone}", "nextval('profile_version_seq')")
+# A hot standby cannot advance a sequence: a replica only says who is absent (0).
+_READ_ONLY = _SELECT.replace("{gone}", "0")
+
 _KEYSET = """
 SELECT user_id FROM user_profiles WHERE user_id > $1 ORDER BY user_id LIMIT $2
 """
 
 
 async def load_profiles(
-    conn: asyncpg.Pool | asyncpg.Connection, ids: Sequence[uuid.UUID]
+    conn: asyncpg.Pool | asyncpg.Connection,
+    ids: Sequence[uuid.UUID],
+    *,
+    tombstones: bool = True,
 ) -> ProfileBatch:
     """Aggregate the profiles of `ids` in one query (no per-user round trips).
 
     `user_profiles.user_id` references `users` with ON DELETE CASCADE, so a
     missing profile row covers both a deleted user and a user without profile.
+    `tombstones=False` reads without writing (a replica): absent users get 0.
     """
-    rows = await conn.fetch(_SELECT, list(ids))
+    rows = await conn.fetch(_WITH_TOMBSTONES if tombstones else _READ_ONLY, list(ids))
     profiles: list[ProfileRow] = []
     gone: dict[uuid.UUID, int] = {}
     for r in rows:
@@ -105,3 +115,47 @@ async def profile_ids_after(
 
 async def count_profiles(conn: asyncpg.Pool | asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM user_profiles"))
+
+
+_TOMBSTONE_VERSIONS = """
+SELECT id, nextval('profile_version_seq') AS version FROM unnest($1::uuid[]) AS ids(id)
+"""
+
+
+async def tombstone_versions(
+    conn: asyncpg.Pool | asyncpg.Connection, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """Fresh versions for deleted users, larger than any version they had (primary only)."""
+    rows = await conn.fetch(_TOMBSTONE_VERSIONS, list(ids))
+    return {r["id"]: r["version"] for r in rows}
+
+
+class RoutedProfileLoader:
+    """Loads profiles from a replica, from the primary what the replica lacks or has too old.
+
+    Called with the versions the events name (`min_versions`): a profile the
+    replica does not have, or has below that version, is not replayed yet, so
+    the router waits for the replica, then reads the primary. A user the primary
+    lacks too is deleted: its tombstone version comes from the primary's sequence.
+    """
+
+    def __init__(self, router: ReadRouter[asyncpg.Pool]) -> None:
+        self._router = router
+
+    async def __call__(
+        self, ids: Sequence[uuid.UUID], min_versions: Mapping[uuid.UUID, int] | None = None
+    ) -> ProfileBatch:
+        wanted = min_versions or {}
+
+        def fresh(user_id: uuid.UUID, row: ProfileRow | None) -> bool:
+            return row is not None and (row.version or 0) >= wanted.get(user_id, 0)
+
+        found = await self._router.read(ids, _profiles_by_id, fresh)
+        absent = [i for i in ids if i not in found]
+        gone = await tombstone_versions(self._router.primary, absent) if absent else {}
+        return ProfileBatch([found[i] for i in ids if i in found], gone)
+
+
+async def _profiles_by_id(pool: asyncpg.Pool, ids: list[uuid.UUID]) -> dict[uuid.UUID, ProfileRow]:
+    batch = await load_profiles(pool, ids, tombstones=False)
+    return {p.user_id: p for p in batch.profiles}

@@ -9,6 +9,7 @@ import functools
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import asyncpg
 import structlog
@@ -59,6 +60,14 @@ def build_documents(
 ProfileLoader = Callable[[Sequence[uuid.UUID]], Awaitable[ProfileBatch]]
 
 
+class VersionedLoader(Protocol):
+    """A loader told the profile versions the events name (a replica may lag behind them)."""
+
+    def __call__(
+        self, ids: Sequence[uuid.UUID], min_versions: Mapping[uuid.UUID, int]
+    ) -> Awaitable[ProfileBatch]: ...
+
+
 def pool_loader(pool: asyncpg.Pool) -> ProfileLoader:
     """Load profiles from PostgreSQL, one aggregation query per call."""
     return functools.partial(load_profiles, pool)
@@ -88,8 +97,10 @@ class SearchHandler:
         index: SearchIndex,
         *,
         dependencies: Mapping[str, Probe] | None = None,
+        versioned: VersionedLoader | None = None,
     ) -> None:
         self.load = load
+        self._versioned = versioned
         self.index = index
         self.dependencies: Mapping[str, Probe] = (
             dict(dependencies) if dependencies is not None else {SEARCH_INDEX: index.ping}
@@ -110,7 +121,7 @@ class SearchHandler:
                 )
         if by_user:
             # Failures of the whole batch escape: the runtime classifies them once.
-            result = await index_users(self.load, self.index, list(by_user))
+            result = await index_users(self._loader(events), self.index, list(by_user))
             self.last_result = result
             for user_id, positions in by_user.items():
                 outcome = self._outcome(result, user_id)
@@ -118,6 +129,22 @@ class SearchHandler:
                     outcomes[i] = outcome
             self._observe(events, outcomes)
         return [o if o is not None else ACK for o in outcomes]
+
+    def _loader(self, events: Sequence[Envelope]) -> ProfileLoader:
+        """The batch's loader: a versioned one learns the newest version each user's events name."""
+        versioned = self._versioned
+        if versioned is None:
+            return self.load
+        wanted: dict[uuid.UUID, int] = {}
+        for envelope in events:
+            payload = envelope.payload
+            if isinstance(payload, UserProfileUpdated) and payload.version is not None:
+                wanted[payload.user_id] = max(payload.version, wanted.get(payload.user_id, 0))
+
+        async def load(ids: Sequence[uuid.UUID]) -> ProfileBatch:
+            return await versioned(ids, wanted)
+
+        return load
 
     @staticmethod
     def _outcome(result: IndexResult, user_id: uuid.UUID) -> Outcome:

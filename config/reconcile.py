@@ -7,7 +7,7 @@ from contextlib import AsyncExitStack
 import asyncpg
 
 from config.clients import open_redis
-from config.search import open_pool
+from config.search import open_pool, open_read_pool
 from config.settings import Settings
 from pipelines.search.ports import AuditableSearchIndex
 from pipelines.search.postgres import PostgresSearchIndex
@@ -24,9 +24,15 @@ class ReconcileUnavailable(Exception):
 async def build_search_reconciler(
     stack: AsyncExitStack, settings: Settings, options: SearchReconcileOptions
 ) -> SearchReconciler:
-    """The search reconciler over `DATABASE_URL` and the `SEARCH_BACKEND` index."""
+    """The search reconciler over `DATABASE_URL` and the `SEARCH_BACKEND` index.
+
+    Profiles are scanned on `DATABASE_READ_URL` when it is set; the index and
+    the orphan checks stay on the primary.
+    """
     pool = await open_pool(stack, settings)
-    return SearchReconciler(pool, await _auditable_index(stack, settings, pool), options)
+    scan = await open_read_pool(stack, settings)
+    index = await _auditable_index(stack, settings, pool)
+    return SearchReconciler(scan or pool, index, options, primary=pool)
 
 
 async def _auditable_index(
@@ -44,11 +50,16 @@ async def _auditable_index(
 async def build_feed_reconciler(
     stack: AsyncExitStack, settings: Settings, options: FeedReconcileOptions
 ) -> FeedReconciler:
-    """The feed reconciler over `DATABASE_URL` and `REDIS_URL`, FEED_MAX_LENGTH applied."""
+    """The feed reconciler over `DATABASE_URL` and `REDIS_URL`, FEED_MAX_LENGTH applied.
+
+    Users and their expected posts are scanned on `DATABASE_READ_URL` when it is
+    set; a post a feed holds that the scan did not expect is checked on the primary.
+    """
     pool = await open_pool(stack, settings)
+    scan = await open_read_pool(stack, settings)
     redis = await open_redis(stack, settings, max_connections=options.parallelism + 2)
     rewriter = RedisFeedRewriter(redis, max_length=settings.feed_max_length)
-    return FeedReconciler(pool, rewriter, options)
+    return FeedReconciler(scan or pool, rewriter, options, primary=pool)
 
 
 async def build_notification_reconciler(

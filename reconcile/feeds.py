@@ -38,6 +38,10 @@ by the live pipeline after our snapshot at the head, so a concurrent fan-out is
 never undone. The expected feed passes the check, so a second run finds
 nothing. While a real run rewrites feeds it holds the careful-until mark (see
 `reconcile/careful.py`) so that the workers de-duplicate every push meanwhile.
+
+Users and expected posts may be scanned on a replica; the posts a feed holds
+beyond those are looked up on the primary, so a post the replica has not
+replayed yet is never taken for a phantom.
 """
 
 from __future__ import annotations
@@ -200,8 +204,11 @@ class FeedReconciler:
         options: FeedReconcileOptions | None = None,
         *,
         careful: CarefulUntil | None = None,
+        primary: asyncpg.Pool | None = None,
     ) -> None:
         self._pool = pool
+        # A replica may lag: a post the scan did not expect is looked up here.
+        self._primary = primary or pool
         self._feeds = feeds
         self._options = options or FeedReconcileOptions()
         self._limiter = RateLimiter(self._options.max_rate)
@@ -286,7 +293,7 @@ class FeedReconciler:
                     posts.append(post)
         held: dict[uuid.UUID, dict[str, HeldPost]] = {}
         if posts:
-            for r in await self._pool.fetch(_HELD_POSTS, owners, posts):
+            for r in await self._primary.fetch(_HELD_POSTS, owners, posts):
                 found = HeldPost(r["created_at"], r["connected"])
                 held.setdefault(r["user_id"], {})[str(r["post_id"])] = found
         return held

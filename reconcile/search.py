@@ -21,6 +21,10 @@ version with the expected content. A stored version newer than the one read
 is not drift either: the pipeline indexed a later change while we read.
 Repairs go through the same port with the repair rule (an equal version may
 replace), so a concurrent newer write always wins.
+
+Scans may read a replica (`pool`); an orphan found there is confirmed on the
+primary before its document is deleted, since a replica that lags does not
+have the newest profiles yet.
 """
 
 from __future__ import annotations
@@ -84,8 +88,11 @@ class SearchReconciler:
         pool: asyncpg.Pool,
         index: AuditableSearchIndex,
         options: SearchReconcileOptions | None = None,
+        *,
+        primary: asyncpg.Pool | None = None,
     ) -> None:
         self._pool = pool
+        self._primary = primary or pool
         self._index = index
         self._options = options or SearchReconcileOptions()
         self._limiter = RateLimiter(self._options.max_rate)
@@ -131,7 +138,8 @@ class SearchReconciler:
     async def check_users(self, ids: Batch) -> ReconcileReport:
         """Classify and repair one batch of users with a profile."""
         report = ReconcileReport("search", dry_run=self._options.dry_run, checked=len(ids))
-        batch = await load_profiles(self._pool, ids)
+        # No tombstones here: the scan may run on a read-only replica.
+        batch = await load_profiles(self._pool, ids, tombstones=False)
         expected, invalid = build_documents(batch.profiles)
         report.invalid = len(invalid)
         stored = await self._index.get_many([d.user_id for d in expected])
@@ -155,14 +163,19 @@ class SearchReconciler:
     async def check_orphans(self, ids: Batch) -> ReconcileReport:
         """Delete the documents of one page of indexed ids whose user has no profile."""
         report = ReconcileReport("search", dry_run=self._options.dry_run)
-        rows = await self._pool.fetch(_WITHOUT_PROFILE, list(ids))
-        orphans = [r["id"] for r in rows]
+        orphans = await self._without_profile(self._pool, ids)
+        if orphans and self._primary is not self._pool:
+            orphans = await self._without_profile(self._primary, orphans)
         report.orphaned = len(orphans)
         if orphans and not self._options.dry_run:
             # The pipeline's own tombstone versions: fresher than any version the user had.
-            gone = (await load_profiles(self._pool, orphans)).gone
+            gone = (await load_profiles(self._primary, orphans)).gone
             stones = [Tombstone(uid, version) for uid, version in gone.items()]
             deleted = await self._index.write((), stones)
             report.repaired += len(stones) - len(deleted.failed)
             report.failed += len(deleted.failed)
         return report
+
+    @staticmethod
+    async def _without_profile(pool: asyncpg.Pool, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+        return [r["id"] for r in await pool.fetch(_WITHOUT_PROFILE, list(ids))]

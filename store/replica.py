@@ -74,7 +74,7 @@ class ReadRouter(Generic[S]):
     async def read(
         self, keys: Sequence[K], fetch: Fetch[S, K, V], fresh: Fresh[K, V]
     ) -> dict[K, V]:
-        """`fetch` each key where it is fresh enough; a key absent from the result is absent
+        """The value of each key, read where it is fresh enough; absent keys are absent
         on the primary.
 
         `fetch(source, keys)` returns the values it found; `fresh(key, value or None)`

@@ -14,8 +14,13 @@ def feed_key(user_id: uuid.UUID | str) -> str:
 
 
 def connections_cache_key(user_id: uuid.UUID | str) -> str:
-    """Cached accepted-connection ids of a user (packed 16-byte UUIDs)."""
-    return f"conn:{user_id}"
+    """Cached accepted-connection ids of a user (packed 16-byte UUIDs): `conn:{<userId>}`.
+
+    The braces are a Redis Cluster hash tag: the `:stale` and `:gen` keys built
+    on this one hash to the same slot, so the cache's store-if-unchanged script,
+    which touches all three, runs on a cluster too (the same keys on one node).
+    """
+    return f"conn:{{{user_id}}}"
 
 
 def fanout_marker_key(post_id: uuid.UUID | str) -> str:

@@ -1,10 +1,11 @@
 """The connection cache in Redis: the real `ConnectionCache` adapter.
 
-Lists are packed 16-byte UUIDs: a fresh copy (`conn:{userId}`, short TTL,
-dropped on invalidation) and a stale copy (`conn:{userId}:stale`, long TTL);
-`conn:{userId}:gen` counts invalidations so that a read racing with one is not
-cached. Every call translates the client's failures at the boundary, naming
-Redis as the dependency.
+Lists are packed 16-byte UUIDs: a fresh copy (`conn:{<userId>}`, short TTL,
+dropped on invalidation) and a stale copy (`conn:{<userId>}:stale`, long TTL);
+`conn:{<userId>}:gen` counts invalidations so that a read racing with one is not
+cached. The braces are a hash tag: on a Redis Cluster the three keys of a user
+share a slot, which the store-if-unchanged script needs. Every call translates
+the client's failures at the boundary, naming Redis as the dependency.
 """
 
 from __future__ import annotations

@@ -8,11 +8,10 @@ Redis database and a reset moto server, so no test sees another's leftovers.
 from __future__ import annotations
 
 import importlib.util
-import os
-import socket
 import sys
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -26,22 +25,17 @@ from config.clients import open_sns, open_sqs
 from config.settings import Settings
 from store.db import create_pool, drop_database, with_database
 from store.migrate import upgrade
+from tests.settings import (
+    TEST_DB,
+    PortFactory,
+    SettingsFactory,
+    environment_settings,
+    free_port,
+    make_settings,
+    redis_test_url,
+)
 
-_BASE = Settings()
 _ROOT = Path(__file__).resolve().parent.parent
-TEST_DB = f"socialpipe_test_{os.getpid()}"
-TEST_REDIS_DB = 1 + os.getpid() % 15
-
-
-def _redis_url() -> str:
-    base = _BASE.redis_url.rsplit("/", 1)[0] if _BASE.redis_url.count("/") > 2 else _BASE.redis_url
-    return f"{base}/{TEST_REDIS_DB}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +57,7 @@ def aws(moto_url: str) -> str:
 
 @pytest.fixture(scope="session")
 async def database_url() -> AsyncIterator[str]:
-    url = with_database(_BASE.database_url, TEST_DB)
+    url = with_database(environment_settings().database_url, TEST_DB)
     await drop_database(url)
     await upgrade(url)
     yield url
@@ -93,37 +87,47 @@ async def db(pg_pool: asyncpg.Pool) -> asyncpg.Pool:
 
 @pytest.fixture
 async def redis_client() -> AsyncIterator[redis_asyncio.Redis]:
-    client = redis_asyncio.Redis.from_url(_redis_url())
+    client = redis_asyncio.Redis.from_url(redis_test_url())
     await client.flushdb()
     yield client
     await client.aclose()
 
 
-def make_settings(**overrides: Any) -> Settings:
-    """Settings pointing at the test services, with timings fit for tests."""
-    values: dict[str, Any] = {
-        "database_url": with_database(_BASE.database_url, TEST_DB),
-        "redis_url": _redis_url(),
-        "metrics_port": 0,
-        "receive_wait_seconds": 1,
-        "visibility_timeout": 10,
-        "retry_base_seconds": 0.2,
-        "retry_max_seconds": 2.0,
-        "inprocess_retry_base_seconds": 0.01,
-        "shutdown_grace_seconds": 5.0,
-        "log_level": "WARNING",
-    }
-    values.update(overrides)
-    return Settings(**values)
+@pytest.fixture
+def settings_factory() -> SettingsFactory:
+    """Settings on the test services with timings fit for tests: call it with the
+    overrides a test needs. Building settings opens nothing, so unit tests can use it too.
+    """
+    return make_settings
 
 
 @pytest.fixture
-def settings_factory() -> Callable[..., Settings]:
-    """`make_settings` as a fixture: call it with the overrides a test needs.
+def port_factory() -> PortFactory:
+    """Call it for a loopback port nothing listens on right now."""
+    return free_port
 
-    Building settings opens nothing, so unit tests can use it too.
-    """
-    return make_settings
+
+@pytest.fixture
+def kafka_settings_factory(kafka_bootstrap: str) -> SettingsFactory:
+    """Settings on the session's broker with fresh topic and group names per call."""
+
+    def build(**overrides: Any) -> Settings:
+        uid = uuid.uuid4().hex[:8]
+        values: dict[str, Any] = {
+            "event_transport": "kafka",
+            "kafka_bootstrap_servers": kafka_bootstrap,
+            "events_topic": f"events-{uid}",
+            "feed_queue": f"feed-{uid}",
+            "search_queue": f"search-{uid}",
+            "notifications_queue": f"notifications-{uid}",
+            "kafka_partitions": 4,
+            "kafka_rebalance_timeout_seconds": 1.0,
+            "kafka_commit_interval_seconds": 0.2,
+        }
+        values.update(overrides)
+        return make_settings(**values)
+
+    return build
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from store.db import drop_database, with_database
-from tests.conftest import make_settings
+from tests.settings import SettingsFactory
 
 DEMO_DB = f"socialpipe_demo_e2e_{os.getpid()}"
 
@@ -25,17 +25,17 @@ def socialpipe() -> str:
 
 
 @pytest.fixture
-async def demo_database() -> AsyncIterator[str]:
-    url = with_database(make_settings().database_url, DEMO_DB)
+async def demo_database(settings_factory: SettingsFactory) -> AsyncIterator[str]:
+    url = with_database(settings_factory().database_url, DEMO_DB)
     yield DEMO_DB
     await drop_database(url)
 
 
 def test_short_demo_goes_through_the_api_and_reports_both_latencies(
-    demo_database: str, tmp_path: Path
+    demo_database: str, tmp_path: Path, settings_factory: SettingsFactory
 ) -> None:
     # GIVEN the test PostgreSQL and Redis, and no SQS endpoint (the demo starts moto)
-    cfg = make_settings()
+    cfg = settings_factory()
     env = {**os.environ, "DATABASE_URL": cfg.database_url, "REDIS_URL": cfg.redis_url}
     env.pop("AWS_ENDPOINT_URL", None)
     # WHEN a three-second demo runs through the CLI

@@ -23,8 +23,8 @@ import asyncpg
 import pytest
 
 from store.db import drop_database, with_database
-from tests.conftest import make_settings
 from tests.e2e.test_demo import socialpipe
+from tests.settings import SettingsFactory, make_settings
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
 
@@ -34,8 +34,8 @@ CHILDREN = 6
 
 
 @pytest.fixture
-async def demo_database() -> AsyncIterator[str]:
-    url = with_database(make_settings().database_url, DEMO_DB)
+async def demo_database(settings_factory: SettingsFactory) -> AsyncIterator[str]:
+    url = with_database(settings_factory().database_url, DEMO_DB)
     await drop_database(url)  # posts left by an aborted run would look like load
     yield DEMO_DB
     await drop_database(url)

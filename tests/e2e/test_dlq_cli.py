@@ -12,9 +12,9 @@ import orjson
 from config.settings import Settings
 from consumers.publish import send_raw
 from consumers.topology import ensure_topology
-from tests.conftest import free_port
 from tests.factories import post_created, profile_updated, sns_notification
 from tests.integration.consumers.helpers import attrs, depth, drain
+from tests.settings import PortFactory
 
 
 async def socialpipe(settings: Settings, *args: str, **env: str) -> tuple[int, str, str]:
@@ -181,13 +181,15 @@ def _row(table: str, first_cell: str) -> list[str]:
     raise AssertionError(f"no row {first_cell!r} in:\n{table}")
 
 
-async def test_operator_errors_are_one_sentence(settings: Settings, sqs: Any, sns: Any) -> None:
+async def test_operator_errors_are_one_sentence(
+    settings: Settings, sqs: Any, sns: Any, port_factory: PortFactory
+) -> None:
     await ensure_topology(sqs, sns, settings)
     unknown = await socialpipe(settings, "dlq", "list", "orders")
     missing = await socialpipe(settings, "dlq", "show", "feed", "no-such-message")
     bad_filter = await socialpipe(settings, "dlq", "redrive", "feed", "--filter", "type=X")
     unreachable = await socialpipe(
-        settings, "dlq", "list", "feed", AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}"
+        settings, "dlq", "list", "feed", AWS_ENDPOINT_URL=f"http://127.0.0.1:{port_factory()}"
     )
     assert unknown[0] == 1 and "Unknown queue 'orders'" in unknown[2]
     assert missing[0] == 1 and "no message no-such-message" in missing[2]

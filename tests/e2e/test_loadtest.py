@@ -15,16 +15,16 @@ import pytest
 from loadtest.broker import BrokerError, broker_binary
 from loadtest.latency import summarize
 from store.db import drop_database, with_database
-from tests.conftest import make_settings
 from tests.e2e.test_demo import socialpipe
+from tests.settings import SettingsFactory, make_settings
 
 LOAD_DB = f"socialpipe_loadtest_e2e_{os.getpid()}"
 SMALL_GRAPH = ["--users", "300", "--median-connections", "8", "--hub-connections", "250"]
 
 
 @pytest.fixture
-async def load_database() -> AsyncIterator[str]:
-    url = with_database(make_settings().database_url, LOAD_DB)
+async def load_database(settings_factory: SettingsFactory) -> AsyncIterator[str]:
+    url = with_database(settings_factory().database_url, LOAD_DB)
     yield LOAD_DB
     await drop_database(url)
 

@@ -15,10 +15,10 @@ import redis.asyncio as redis_asyncio
 from contracts.keys import feed_key, unread_notifications_key
 from pipelines.search.handler import SearchHandler, pool_loader
 from pipelines.search.postgres import PostgresSearchIndex
-from tests.conftest import make_settings
 from tests.factories import profile_updated
 from tests.integration.pipelines.feed.helpers import add_users, connect, feed
 from tests.integration.pipelines.search.profiles import add_user
+from tests.settings import make_settings
 
 
 async def socialpipe(*args: str, **env: str) -> tuple[int, str, str]:

@@ -12,9 +12,9 @@ import orjson
 from pipelines.search.handler import SearchHandler, pool_loader
 from pipelines.search.postgres import PostgresSearchIndex
 from pipelines.search.rebuild import drop_previous_table
-from tests.conftest import make_settings
 from tests.factories import profile_updated
 from tests.integration.pipelines.search.profiles import add_user
+from tests.settings import make_settings
 
 
 async def socialpipe(*args: str, **env: str) -> tuple[int, str, str]:

@@ -6,12 +6,14 @@ import asyncpg
 
 from store.db import drop_database, with_database
 from store.migrate import available, downgrade, upgrade
-from tests.conftest import _BASE
+from tests.settings import SettingsFactory
 
 
-async def test_up_creates_database_and_down_reverts_everything() -> None:
+async def test_up_creates_database_and_down_reverts_everything(
+    settings_factory: SettingsFactory,
+) -> None:
     # GIVEN a database that does not exist
-    url = with_database(_BASE.database_url, f"socialpipe_mig_{uuid.uuid4().hex[:8]}")
+    url = with_database(settings_factory().database_url, f"socialpipe_mig_{uuid.uuid4().hex[:8]}")
     try:
         # WHEN migrating up, then down, then up again
         applied = await upgrade(url)

@@ -10,20 +10,16 @@ Settings pointing at both.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 
 from config.settings import Settings
 from store.migrate import upgrade
-from tests.conftest import make_settings
 from tests.outage.servers import StoppablePostgres, StoppableRedis
+from tests.settings import SettingsFactory, make_settings
 
 OUTAGE_DATABASE = "socialpipe_outage"
-
-
-class SettingsFactory(Protocol):
-    def __call__(self, **overrides: Any) -> Settings: ...
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +66,7 @@ def outage_database_url(stoppable_postgres: StoppablePostgres) -> str:
 
 @pytest.fixture
 def outage_settings(stoppable_redis: StoppableRedis, outage_database_url: str) -> SettingsFactory:
-    """Builds test Settings (tests.conftest.make_settings) over the private servers."""
+    """Builds test Settings (`settings_factory`'s) over the private servers."""
 
     def build(**overrides: Any) -> Settings:
         values: dict[str, Any] = {

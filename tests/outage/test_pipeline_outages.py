@@ -33,8 +33,8 @@ from contracts.events import (
 from contracts.keys import feed_key, unread_notifications_key
 from tests.factories import connection_requested, post_created, profile_updated
 from tests.integration.consumers.helpers import depth
-from tests.outage.conftest import SettingsFactory
 from tests.outage.servers import StoppablePostgres, StoppableRedis
+from tests.settings import SettingsFactory
 
 # Longer than a message's whole budget with the test timings: 4 receives with
 # visibility backoffs of at most 2 s would dead-letter it within about 6 s.

@@ -32,8 +32,8 @@ from contracts.events import Envelope
 from contracts.keys import careful_until_key, feed_key
 from tests.factories import post_created
 from tests.integration.consumers.helpers import depth
-from tests.outage.conftest import SettingsFactory
 from tests.outage.servers import StoppableRedis
+from tests.settings import SettingsFactory
 
 FEED = "feed-fanout"
 

@@ -16,7 +16,7 @@ import pytest
 import redis
 import redis.asyncio as redis_asyncio
 
-from tests.outage.conftest import OUTAGE_DATABASE, SettingsFactory
+from tests.outage.conftest import OUTAGE_DATABASE
 from tests.outage.servers import (
     StoppablePostgres,
     StoppableRedis,
@@ -24,6 +24,7 @@ from tests.outage.servers import (
     port_answers,
     wait_until,
 )
+from tests.settings import SettingsFactory
 
 pytestmark = pytest.mark.timeout(30)
 

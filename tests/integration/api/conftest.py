@@ -14,7 +14,7 @@ from argon2 import PasswordHasher
 
 from config.api import build_api
 from pipelines.search.postgres import PostgresSearchIndex
-from tests.conftest import make_settings
+from tests.settings import SettingsFactory
 
 SECRET = "test-secret-" + "x" * 40
 GOOD_PASSWORD = "Correct-horse-1"
@@ -71,8 +71,10 @@ class Api:
 
 
 @pytest.fixture
-async def api(db: asyncpg.Pool, redis_client: redis_asyncio.Redis) -> AsyncIterator[Api]:
-    settings = make_settings(api_token_secret=SECRET)
+async def api(
+    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, settings_factory: SettingsFactory
+) -> AsyncIterator[Api]:
+    settings = settings_factory(api_token_secret=SECRET)
     async with AsyncExitStack() as stack:
         app = await build_api(
             stack,

@@ -29,8 +29,9 @@ from schemathesis.core.result import Err, Ok
 from schemathesis.schemas import APIOperation
 
 from config.api import build_api
-from tests.conftest import free_port, make_settings
+from config.settings import Settings
 from tests.integration.api.conftest import GOOD_PASSWORD, SECRET
+from tests.settings import PortFactory, SettingsFactory
 
 # Bounded so the whole run stays well under a minute on a shared two-core machine.
 EXAMPLES_PER_OPERATION = 25
@@ -41,8 +42,9 @@ REGISTER = "mutation($i: RegisterInput!) { register(input: $i) { token user { id
 class ServedApi(threading.Thread):
     """`socialpipe api`'s app under uvicorn, in a thread with its own loop."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, settings: Settings, port: int) -> None:
         super().__init__(daemon=True, name="fuzz-api")
+        self.settings = settings
         self.port = port
         self.server: uvicorn.Server | None = None
         self.failure: BaseException | None = None
@@ -57,7 +59,7 @@ class ServedApi(threading.Thread):
         async with AsyncExitStack() as stack:
             app = await build_api(
                 stack,
-                make_settings(api_token_secret=SECRET, search_backend="postgres"),
+                self.settings,
                 hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
             )
             config = uvicorn.Config(
@@ -88,9 +90,12 @@ class ServedApi(threading.Thread):
 
 
 @pytest.fixture
-def served_api(db: asyncpg.Pool) -> Iterator[str]:
+def served_api(
+    db: asyncpg.Pool, settings_factory: SettingsFactory, port_factory: PortFactory
+) -> Iterator[str]:
     """Base URL of a served API over emptied tables."""
-    server = ServedApi(free_port())
+    cfg = settings_factory(api_token_secret=SECRET, search_backend="postgres")
+    server = ServedApi(cfg, port_factory())
     server.start()
     try:
         server.wait_started()

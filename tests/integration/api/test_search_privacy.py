@@ -12,27 +12,33 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import asyncpg
+import pytest
 
 from config.search import build_search_handler
+from config.settings import Settings
 from contracts.events import decode_body
 from contracts.outcomes import Ack
-from tests.conftest import make_settings
 from tests.integration.api.conftest import Api
+from tests.settings import SettingsFactory
+
+
+@pytest.fixture
+def search_settings(settings_factory: SettingsFactory) -> Settings:
+    return settings_factory(search_backend="postgres")
+
 
 SEARCH = """query($q: String!, $s: [String!], $c: [String!]) {
   searchUsers(query: $q, skills: $s, companies: $c) { userId fullName headline } }"""
 
 
-async def index_outbox(db: asyncpg.Pool) -> None:
+async def index_outbox(db: asyncpg.Pool, settings: Settings) -> None:
     """Run every profile event written so far through the search pipeline."""
     rows = await db.fetch(
         "SELECT body FROM outbox WHERE event_type = 'UserProfileUpdated' ORDER BY id"
     )
     envelopes = [decode_body(r["body"]) for r in rows]
     async with AsyncExitStack() as stack:
-        handler = await build_search_handler(
-            stack, make_settings(search_backend="postgres"), pool=db
-        )
+        handler = await build_search_handler(stack, settings, pool=db)
         for start in range(0, len(envelopes), handler.max_batch):
             outcomes = await handler.handle(envelopes[start : start + handler.max_batch])
             assert all(isinstance(o, Ack) for o in outcomes), outcomes
@@ -63,14 +69,14 @@ async def search(
 
 
 async def test_private_profile_is_found_by_name_and_skill_but_not_by_its_hidden_details(
-    api: Api, db: asyncpg.Pool
+    api: Api, db: asyncpg.Pool, search_settings: Settings
 ) -> None:
     # GIVEN a private and a public profile with the same headline, location, company and
     # skill, both indexed by the search pipeline, and a stranger searching
     _, private_id = await make_profile(api, "priv@example.com", "Priya Hidden", "PRIVATE")
     _, public_id = await make_profile(api, "pub@example.com", "Paul Open", "PUBLIC")
     stranger, _ = await api.register("stranger@example.com", "Sam Stranger")
-    await index_outbox(db)
+    await index_outbox(db, search_settings)
     # WHEN the stranger searches by each hidden detail
     by_headline = await search(api, stranger, "Quantum wrangler")
     by_location = await search(api, stranger, "Reykjavik")
@@ -83,12 +89,12 @@ async def test_private_profile_is_found_by_name_and_skill_but_not_by_its_hidden_
 
 
 async def test_private_profile_found_by_name_or_skill_shows_no_headline(
-    api: Api, db: asyncpg.Pool
+    api: Api, db: asyncpg.Pool, search_settings: Settings
 ) -> None:
     # GIVEN an indexed private profile
     owner, private_id = await make_profile(api, "priv2@example.com", "Priya Hidden", "PRIVATE")
     stranger, _ = await api.register("stranger2@example.com", "Sam Stranger")
-    await index_outbox(db)
+    await index_outbox(db, search_settings)
     # WHEN a stranger (and the owner) search by name and by skill
     by_name = await search(api, stranger, "Priya")
     by_skill = await search(api, stranger, skills=["Haskell"])
@@ -101,18 +107,18 @@ async def test_private_profile_found_by_name_or_skill_shows_no_headline(
 
 
 async def test_profile_turned_private_drops_its_details_from_the_index(
-    api: Api, db: asyncpg.Pool
+    api: Api, db: asyncpg.Pool, search_settings: Settings
 ) -> None:
     # GIVEN a public profile found by its company
     owner, user_id = await make_profile(api, "flip@example.com", "Flo Flip", "PUBLIC")
     stranger, _ = await api.register("stranger3@example.com", "Sam Stranger")
-    await index_outbox(db)
+    await index_outbox(db, search_settings)
     assert user_id in await search(api, stranger, companies=["Zephyrcorp"])
     # WHEN it turns private and the change is indexed
     await api.ok(
         "mutation { updateProfile(input: {visibility: PRIVATE}) { visibility } }", token=owner
     )
-    await index_outbox(db)
+    await index_outbox(db, search_settings)
     # THEN the company and headline no longer find it, the name still does
     assert user_id not in await search(api, stranger, companies=["Zephyrcorp"])
     assert user_id not in await search(api, stranger, "Quantum wrangler")

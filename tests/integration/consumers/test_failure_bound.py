@@ -34,11 +34,11 @@ from pipelines.notifications.plan import Notification
 from pipelines.notifications.redis_counters import RedisUnreadCounters
 from pipelines.search.handler import SearchHandler
 from store.profiles import ProfileBatch
-from tests.conftest import make_settings
 from tests.factories import connection_requested, post_created, profile_updated
 from tests.fakes import FakeConnectionSource
 from tests.integration.consumers.helpers import attrs, drain
 from tests.search_fakes import FakeSearchIndex
+from tests.settings import SettingsFactory
 
 
 class _TimesOut:
@@ -116,10 +116,16 @@ CASES: dict[str, tuple[str, str, Callable[[], Envelope]]] = {
 
 @pytest.mark.parametrize("pipeline", sorted(CASES))
 async def test_an_always_failing_dependency_is_called_a_bounded_number_of_times(
-    pipeline: str, aws: str, sqs: Any, sns: Any, redis_client: Any, database_url: str
+    pipeline: str,
+    aws: str,
+    sqs: Any,
+    sns: Any,
+    redis_client: Any,
+    database_url: str,
+    settings_factory: SettingsFactory,
 ) -> None:
     # GIVEN a pipeline whose dependency always times out, and one event on its queue
-    settings = make_settings(aws_endpoint_url=aws, pollers=1, retry_base_seconds=0.2)
+    settings = settings_factory(aws_endpoint_url=aws, pollers=1, retry_base_seconds=0.2)
     queue, operation, make_event = CASES[pipeline]
     dependency = _TimesOut()
     handlers: dict[str, Callable[[], EventHandler]] = {

@@ -14,20 +14,20 @@ from consumers.topology import Topology, ensure_topology
 from contracts.errors import TransientError
 from contracts.events import Envelope
 from contracts.outcomes import ACK, Outcome, Retry
-from tests.conftest import make_settings
 from tests.factories import post_created, sns_notification
 from tests.fakes import ScriptedHandler
 from tests.integration.consumers.helpers import attrs, depth, drain, make_consumer, wait_until
+from tests.settings import SettingsFactory
 
 FEED = "feed-fanout"
 
 
 @pytest.fixture
-def settings(aws: str, database_url: str) -> Settings:
+def settings(aws: str, database_url: str, settings_factory: SettingsFactory) -> Settings:
     """One poller: moto's ReceiveMessage is not atomic across concurrent requests, so two
     pollers can both get the same message; exact call counts below need one poller
     (real SQS duplicates rarely, and the handlers are idempotent either way)."""
-    return make_settings(aws_endpoint_url=aws, pollers=1)
+    return settings_factory(aws_endpoint_url=aws, pollers=1)
 
 
 @pytest.fixture
@@ -122,11 +122,11 @@ async def test_transient_failure_then_success_is_acked_in_process(
 
 
 async def test_persistent_transient_failure_is_dead_lettered_on_the_last_receive(
-    sqs: Any, topo: Topology, aws: str
+    sqs: Any, topo: Topology, aws: str, settings_factory: SettingsFactory
 ) -> None:
     # GIVEN a handler that always times out, a transient failure that is not an
     # outage (no in-process retries, fast backoff)
-    settings = make_settings(
+    settings = settings_factory(
         aws_endpoint_url=aws, pollers=1, inprocess_retries=0, retry_base_seconds=0.5
     )
 
@@ -212,10 +212,10 @@ async def test_stop_finishes_in_flight_work_and_releases_queued_messages(
 
 
 async def test_work_outliving_the_grace_is_cancelled_and_released(
-    sqs: Any, topo: Topology, aws: str
+    sqs: Any, topo: Topology, aws: str, settings_factory: SettingsFactory
 ) -> None:
     # GIVEN a handler that never finishes and a short shutdown grace
-    settings = make_settings(aws_endpoint_url=aws, pollers=1, shutdown_grace_seconds=0.3)
+    settings = settings_factory(aws_endpoint_url=aws, pollers=1, shutdown_grace_seconds=0.3)
 
     async def stuck(_: Envelope, __: int) -> Outcome:
         await asyncio.Event().wait()
@@ -235,9 +235,11 @@ async def test_work_outliving_the_grace_is_cancelled_and_released(
     assert orjson.loads(again["Body"])["eventId"] == str(event.event_id)
 
 
-async def test_heartbeat_keeps_slow_message_invisible(sqs: Any, topo: Topology, aws: str) -> None:
+async def test_heartbeat_keeps_slow_message_invisible(
+    sqs: Any, topo: Topology, aws: str, settings_factory: SettingsFactory
+) -> None:
     # GIVEN a visibility timeout of 2 s and work that takes 3.5 s
-    settings = make_settings(aws_endpoint_url=aws, pollers=1, visibility_timeout=2)
+    settings = settings_factory(aws_endpoint_url=aws, pollers=1, visibility_timeout=2)
     await sqs.set_queue_attributes(
         QueueUrl=topo.queue_url(FEED), Attributes={"VisibilityTimeout": "2"}
     )
@@ -286,10 +288,10 @@ async def test_polling_pauses_and_readiness_drops_while_the_handler_is_not_ready
 
 
 async def test_retry_delay_from_the_handler_overrides_the_backoff(
-    sqs: Any, topo: Topology, aws: str
+    sqs: Any, topo: Topology, aws: str, settings_factory: SettingsFactory
 ) -> None:
     # GIVEN a long computed backoff but a handler asking for an immediate retry
-    settings = make_settings(
+    settings = settings_factory(
         aws_endpoint_url=aws, pollers=1, retry_base_seconds=60, inprocess_retries=0
     )
 
@@ -305,9 +307,11 @@ async def test_retry_delay_from_the_handler_overrides_the_backoff(
     assert await depth(sqs, topo.queue_url(FEED)) == 0
 
 
-async def test_several_pollers_handle_every_message(sqs: Any, topo: Topology, aws: str) -> None:
+async def test_several_pollers_handle_every_message(
+    sqs: Any, topo: Topology, aws: str, settings_factory: SettingsFactory
+) -> None:
     # GIVEN 40 events and three pollers
-    settings = make_settings(aws_endpoint_url=aws, pollers=3)
+    settings = settings_factory(aws_endpoint_url=aws, pollers=3)
     events = [post_created() for _ in range(40)]
     await _send(sqs, topo, *events)
     handler = ScriptedHandler()

@@ -15,10 +15,10 @@ from config.settings import Settings
 from config.worker import PipelineUnavailable, build_handler, run_worker
 from consumers.topology import ensure_topology
 from pipelines.relay.sns import publish_events
-from tests.conftest import free_port, make_settings
 from tests.factories import post_created
 from tests.fakes import ScriptedHandler
 from tests.integration.consumers.helpers import depth, http_get
+from tests.settings import PortFactory, SettingsFactory
 
 
 def _env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -49,9 +49,11 @@ def test_queues_create_prints_the_topology_and_is_idempotent(settings: Settings)
     assert "topic social-events: arn:aws:sns:" in first.output
 
 
-def test_queues_create_says_when_the_endpoint_is_unreachable(settings: Settings) -> None:
+def test_queues_create_says_when_the_endpoint_is_unreachable(
+    settings: Settings, port_factory: PortFactory
+) -> None:
     # GIVEN an endpoint nobody listens on
-    dead = f"http://127.0.0.1:{free_port()}"
+    dead = f"http://127.0.0.1:{port_factory()}"
     # WHEN `queues create` runs THEN it fails with one sentence and exit code 1
     result = CliRunner().invoke(
         app, ["queues", "create"], env=_env(settings, AWS_ENDPOINT_URL=dead)
@@ -62,7 +64,11 @@ def test_queues_create_says_when_the_endpoint_is_unreachable(settings: Settings)
 
 
 async def test_burst_worker_drains_the_queue_and_returns_zero(
-    sqs: Any, sns: Any, settings: Settings
+    sqs: Any,
+    sns: Any,
+    settings: Settings,
+    settings_factory: SettingsFactory,
+    port_factory: PortFactory,
 ) -> None:
     # GIVEN posts published through SNS
     topo = await ensure_topology(sqs, sns, settings)
@@ -70,8 +76,8 @@ async def test_burst_worker_drains_the_queue_and_returns_zero(
     await publish_events(sns, topo.topic_arn, events)
     handler = ScriptedHandler()
     # WHEN a burst worker runs with its health server on
-    cfg = make_settings(
-        aws_endpoint_url=settings.aws_endpoint_url, metrics_port=free_port(), pollers=1
+    cfg = settings_factory(
+        aws_endpoint_url=settings.aws_endpoint_url, metrics_port=port_factory(), pollers=1
     )
     code = await asyncio.wait_for(
         run_worker(cfg, "feed", burst=True, concurrency=None, handler=handler), 30
@@ -97,11 +103,11 @@ async def test_a_missing_pipeline_module_is_reported_clearly(settings: Settings)
 
 
 async def test_worker_process_is_ready_then_exits_zero_on_sigterm(
-    sqs: Any, sns: Any, settings: Settings
+    sqs: Any, sns: Any, settings: Settings, port_factory: PortFactory
 ) -> None:
     # GIVEN the topology and a notifications worker process with its health server
     await ensure_topology(sqs, sns, settings)
-    port = free_port()
+    port = port_factory()
     env = _env(settings, METRICS_PORT=str(port), METRICS_HOST="127.0.0.1", RECEIVE_WAIT_SECONDS="1")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,

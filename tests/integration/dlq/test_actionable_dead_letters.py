@@ -16,17 +16,17 @@ from consumers.topology import Topology, ensure_topology
 from dlq.letters import MAX_RECEIVE_COUNT_EXCEEDED
 from dlq.ports import RedriveOptions
 from dlq.sqs import SqsDeadLetters
-from tests.conftest import make_settings
 from tests.factories import post_created, profile_updated, sns_notification
 from tests.integration.consumers.helpers import attrs, depth, drain
+from tests.settings import SettingsFactory
 
 FAILURE_KEYS = {"errorType", "errorMessage", "failedAt", "attempts", "sourceQueue"}
 
 
 @pytest.fixture
-def settings(aws: str, database_url: str) -> Settings:
+def settings(aws: str, database_url: str, settings_factory: SettingsFactory) -> Settings:
     """Queues whose redrive policy moves a message on its second receive."""
-    return make_settings(aws_endpoint_url=aws, max_receive_count=1)
+    return settings_factory(aws_endpoint_url=aws, max_receive_count=1)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from config.settings import Settings
 from consumers.topology import Topology, ensure_topology
-from tests.conftest import make_settings
+from tests.settings import SettingsFactory
 
 
 @pytest.fixture
@@ -17,9 +17,9 @@ async def topo(sqs: Any, sns: Any, settings: Settings) -> Topology:
 
 
 @pytest.fixture
-def worker_settings(settings: Settings) -> Settings:
+def worker_settings(settings: Settings, settings_factory: SettingsFactory) -> Settings:
     """One poller, so receive counts are exact (moto receives are not atomic)."""
-    return make_settings(aws_endpoint_url=settings.aws_endpoint_url, pollers=1)
+    return settings_factory(aws_endpoint_url=settings.aws_endpoint_url, pollers=1)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import asyncpg
+import pytest
 import redis.asyncio as redis_asyncio
 
 from config.settings import Settings
@@ -16,7 +17,6 @@ from consumers.topology import Topology
 from contracts.events import Envelope
 from contracts.keys import connections_cache_key
 from store.connections import PgConnectionSource
-from tests.conftest import make_settings
 from tests.fakes import FakeClock
 from tests.integration.consumers.helpers import depth
 from tests.integration.feed_over_sqs.helpers import (
@@ -30,14 +30,17 @@ from tests.integration.feed_over_sqs.helpers import (
     small_graph,
 )
 from tests.integration.pipelines.feed.helpers import create_post, post_id
+from tests.settings import SettingsFactory
 
 OPEN_SECONDS = 30.0
 BREAKER = "socialpipe_circuit_breaker_state"
 RECEIVED = "socialpipe_messages_received_total"
 
 
-def breaker_settings(settings: Settings) -> Settings:
-    return make_settings(
+@pytest.fixture
+def breaker_settings(settings: Settings, settings_factory: SettingsFactory) -> Settings:
+    """One poller and a breaker that opens after two failing calls of two."""
+    return settings_factory(
         aws_endpoint_url=settings.aws_endpoint_url,
         pollers=1,
         breaker_min_calls=2,
@@ -55,13 +58,13 @@ async def test_failing_source_falls_back_to_the_stale_cached_list(
     redis_client: redis_asyncio.Redis,
     sqs: Any,
     topo: Topology,
-    settings: Settings,
+    breaker_settings: Settings,
     stack: AsyncExitStack,
 ) -> None:
     # GIVEN a worker that cached the author's connections, whose fresh copy then expired
     graph = await small_graph(db)
     source = SwitchableSource(PgConnectionSource(db))
-    cfg = breaker_settings(settings)
+    cfg = breaker_settings
     consumer, _ = await feed_worker(stack, sqs, cfg, topo, connection_source=source)
     await send(sqs, topo, await create_post(db, graph.author))
     await asyncio.wait_for(consumer.run(burst=True), 30)
@@ -84,7 +87,7 @@ async def test_open_breaker_without_cache_pauses_polling_until_half_open(
     redis_client: redis_asyncio.Redis,
     sqs: Any,
     topo: Topology,
-    settings: Settings,
+    breaker_settings: Settings,
     stack: AsyncExitStack,
 ) -> None:
     # GIVEN a running worker whose connection source is down and nothing is cached
@@ -92,7 +95,7 @@ async def test_open_breaker_without_cache_pauses_polling_until_half_open(
     source = SwitchableSource(PgConnectionSource(db))
     source.down = True
     clock = FakeClock()
-    cfg = breaker_settings(settings)
+    cfg = breaker_settings
     consumer, _ = await feed_worker(stack, sqs, cfg, topo, connection_source=source, clock=clock)
     event = await create_post(db, graph.author)
     await send(sqs, topo, event)

@@ -14,7 +14,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from config.settings import Settings
 from consumers.publish import send_raw
 from consumers.topology import Topology
-from tests.conftest import free_port, make_settings
 from tests.factories import post_created
 from tests.integration.consumers.helpers import attrs, depth, drain
 from tests.integration.feed_over_sqs.helpers import (
@@ -30,6 +29,7 @@ from tests.integration.feed_over_sqs.helpers import (
     visible,
 )
 from tests.integration.pipelines.feed.helpers import create_post, post_id
+from tests.settings import PortFactory, SettingsFactory
 
 RETRIED = "socialpipe_messages_retried_total"
 RECEIVED = "socialpipe_messages_received_total"
@@ -176,12 +176,20 @@ async def test_redis_timing_out_persistently_is_dead_lettered_after_the_fourth_r
 
 
 async def test_redis_down_persistently_pauses_the_worker_instead_of_dead_lettering(
-    db: asyncpg.Pool, sqs: Any, topo: Topology, settings: Settings, stack: AsyncExitStack
+    db: asyncpg.Pool,
+    sqs: Any,
+    topo: Topology,
+    settings: Settings,
+    stack: AsyncExitStack,
+    settings_factory: SettingsFactory,
+    port_factory: PortFactory,
 ) -> None:
     # GIVEN a running feed worker whose Redis is a closed port
     graph = await small_graph(db)
-    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
-    cfg = make_settings(aws_endpoint_url=settings.aws_endpoint_url, pollers=1, redis_url=dead_redis)
+    dead_redis = f"redis://127.0.0.1:{port_factory()}/0"
+    cfg = settings_factory(
+        aws_endpoint_url=settings.aws_endpoint_url, pollers=1, redis_url=dead_redis
+    )
     event = await create_post(db, graph.author)
     await send_raw(sqs, topo.queue_url(FEED), event.to_json(), event.attributes())
     consumer, _ = await feed_worker(stack, sqs, cfg, topo)

@@ -13,9 +13,9 @@ from config.settings import Settings
 from consumers.publish import send_raw
 from consumers.topology import Topology
 from contracts.keys import fanout_marker_key
-from tests.conftest import make_settings
 from tests.integration.feed_over_sqs.helpers import FEED, eventually, feed_worker, feeds_holding
 from tests.integration.pipelines.feed.helpers import add_users, connect, create_post, post_id
+from tests.settings import SettingsFactory
 
 CONNECTIONS = 12_000
 GRACE = 0.05
@@ -28,13 +28,14 @@ async def test_stop_cuts_a_long_fan_out_short_after_the_grace_and_returns_the_me
     topo: Topology,
     settings: Settings,
     stack: AsyncExitStack,
+    settings_factory: SettingsFactory,
 ) -> None:
     # GIVEN a worker fanning a post out to 12,000 feeds two at a time
     author, *others = await add_users(db, CONNECTIONS + 1)
     await connect(db, author, others)
     event = await create_post(db, author)
     await send_raw(sqs, topo.queue_url(FEED), event.to_json(), event.attributes())
-    cfg = make_settings(
+    cfg = settings_factory(
         aws_endpoint_url=settings.aws_endpoint_url,
         pollers=1,
         fanout_batch_size=2,

@@ -18,8 +18,8 @@ from pipelines.relay.ports import PublishResult
 from pipelines.relay.relay import OutboxRelay, RelayOptions, RelayStuck
 from store import outbox
 from store.outbox import OutboxRow
-from tests.conftest import free_port
 from tests.factories import post_created
+from tests.settings import PortFactory
 
 
 async def get_until(url: str, status: int, deadline: float = 10.0) -> httpx.Response:
@@ -40,13 +40,13 @@ async def get_until(url: str, status: int, deadline: float = 10.0) -> httpx.Resp
 
 
 async def test_running_relay_serves_health_readiness_and_its_lag_metric(
-    db: asyncpg.Pool, settings: Settings
+    db: asyncpg.Pool, settings: Settings, port_factory: PortFactory
 ) -> None:
     # GIVEN a pending event and a relay process on a free metrics port
     async with db.acquire() as conn:
         author = uuid.uuid4()
         await outbox.enqueue(conn, post_created(author_id=author), author)
-    port = free_port()
+    port = port_factory()
     cfg = settings.model_copy(update={"metrics_port": port, "metrics_host": "127.0.0.1"})
     stop = asyncio.Event()
     task = asyncio.create_task(run_relay(cfg, options=RelayOptions(poll_interval=0.2), stop=stop))

@@ -22,7 +22,7 @@ import pytest
 
 from config.settings import Settings
 from consumers.topology import ensure_topology
-from tests.conftest import free_port
+from tests.settings import PortFactory
 
 PASSWORD = "hunter2-startup"
 
@@ -70,9 +70,11 @@ def occupied() -> Iterator[int]:
         yield int(held.getsockname()[1])
 
 
-def test_worker_names_postgres_when_it_is_down(settings: Settings) -> None:
+def test_worker_names_postgres_when_it_is_down(
+    settings: Settings, port_factory: PortFactory
+) -> None:
     # GIVEN a DATABASE_URL (with a password) at a port nobody listens on
-    port = free_port()
+    port = port_factory()
     url = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/socialpipe"
     # WHEN a feed worker starts
     done = run_cli(settings, "worker", "feed", "--burst", DATABASE_URL=url)
@@ -82,22 +84,26 @@ def test_worker_names_postgres_when_it_is_down(settings: Settings) -> None:
     assert record["serviceName"] == "worker-feed"
 
 
-def test_worker_names_redis_when_it_is_down(settings: Settings) -> None:
-    port = free_port()
+def test_worker_names_redis_when_it_is_down(settings: Settings, port_factory: PortFactory) -> None:
+    port = port_factory()
     url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
     done = run_cli(settings, "worker", "feed", "--burst", REDIS_URL=url)
     record = failed_with(done, f"cannot reach Redis at 127.0.0.1:{port} (connection refused).")
     assert (record["dependency"], record["errorMessage"]) == ("Redis", "connection refused")
 
 
-def test_worker_names_sqs_when_the_endpoint_is_down(settings: Settings) -> None:
-    dead = f"http://127.0.0.1:{free_port()}"
+def test_worker_names_sqs_when_the_endpoint_is_down(
+    settings: Settings, port_factory: PortFactory
+) -> None:
+    dead = f"http://127.0.0.1:{port_factory()}"
     done = run_cli(settings, "worker", "notifications", "--burst", AWS_ENDPOINT_URL=dead)
     failed_with(done, f"cannot reach SQS at {dead} (connection refused).")
 
 
-def test_worker_names_opensearch_when_it_is_the_backend_and_down(settings: Settings) -> None:
-    port = free_port()
+def test_worker_names_opensearch_when_it_is_the_backend_and_down(
+    settings: Settings, port_factory: PortFactory
+) -> None:
+    port = port_factory()
     done = run_cli(
         settings,
         "worker",
@@ -125,18 +131,20 @@ async def test_worker_names_its_occupied_metrics_port(
     assert record["port"] == occupied
 
 
-def test_relay_names_postgres_when_it_is_down(settings: Settings) -> None:
-    port = free_port()
+def test_relay_names_postgres_when_it_is_down(
+    settings: Settings, port_factory: PortFactory
+) -> None:
+    port = port_factory()
     done = run_cli(
         settings, "relay", "--burst", DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/x"
     )
     failed_with(done, f"cannot reach PostgreSQL at 127.0.0.1:{port} (connection refused).")
 
 
-def test_api_names_redis_when_it_is_down(settings: Settings) -> None:
-    port = free_port()
+def test_api_names_redis_when_it_is_down(settings: Settings, port_factory: PortFactory) -> None:
+    port = port_factory()
     done = run_cli(
-        settings, "api", "--port", str(free_port()), REDIS_URL=f"redis://127.0.0.1:{port}"
+        settings, "api", "--port", str(port_factory()), REDIS_URL=f"redis://127.0.0.1:{port}"
     )
     failed_with(done, f"cannot reach Redis at 127.0.0.1:{port} (connection refused).")
 
@@ -146,9 +154,11 @@ def test_api_names_its_occupied_port(settings: Settings, occupied: int) -> None:
     failed_with(done, f"the API port 127.0.0.1:{occupied} is already in use.")
 
 
-def test_api_started_on_its_own_socket_serves_and_logs_only_json(settings: Settings) -> None:
+def test_api_started_on_its_own_socket_serves_and_logs_only_json(
+    settings: Settings, port_factory: PortFactory
+) -> None:
     # GIVEN every dependency up WHEN the API starts
-    port = free_port()
+    port = port_factory()
     env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
     env["LOG_LEVEL"] = "INFO"
     proc = subprocess.Popen(

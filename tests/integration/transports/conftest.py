@@ -20,20 +20,22 @@ from config.settings import Settings
 from consumers.kafka.topics import ensure_topics
 from consumers.topology import ensure_topology
 from pipelines.search.postgres import PostgresSearchIndex
-from tests.conftest import make_settings
 from tests.integration.api.conftest import SECRET, Api
-from tests.integration.kafka.conftest import kafka_test_settings
+from tests.settings import SettingsFactory
 
 
 @pytest.fixture(params=["sqs", "kafka"])
-async def transport(request: pytest.FixtureRequest, database_url: str) -> Settings:
+async def transport(
+    request: pytest.FixtureRequest, database_url: str, settings_factory: SettingsFactory
+) -> Settings:
     """Settings for one transport, its topics/queues created."""
     if request.param == "sqs":
-        cfg = make_settings(aws_endpoint_url=request.getfixturevalue("aws"))
+        cfg = settings_factory(aws_endpoint_url=request.getfixturevalue("aws"))
         async with AsyncExitStack() as stack:
             await ensure_topology(await open_sqs(stack, cfg), await open_sns(stack, cfg), cfg)
     else:
-        cfg = kafka_test_settings(request.getfixturevalue("kafka_bootstrap"))
+        kafka_settings: SettingsFactory = request.getfixturevalue("kafka_settings_factory")
+        cfg = kafka_settings()
         await ensure_topics(cfg)
     return cfg.model_copy(update={"api_token_secret": SECRET})
 

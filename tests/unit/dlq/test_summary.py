@@ -10,7 +10,7 @@ from consumers.topology import UnknownQueue
 from dlq.ports import DeadMessage, Peek
 from dlq.queues import resolve_queue
 from dlq.summary import format_age, summarise
-from tests.conftest import make_settings
+from tests.settings import SettingsFactory
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -85,10 +85,12 @@ def test_ages_read_naturally(seconds: float, shown: str) -> None:
         ("notifications-dlq", "notifications"),
     ],
 )
-def test_queue_accepts_pipeline_queue_or_dlq_names(name: str, queue: str) -> None:
-    assert resolve_queue(make_settings(), name) == queue
+def test_queue_accepts_pipeline_queue_or_dlq_names(
+    name: str, queue: str, settings_factory: SettingsFactory
+) -> None:
+    assert resolve_queue(settings_factory(), name) == queue
 
 
-def test_unknown_queue_is_refused_with_the_known_names() -> None:
+def test_unknown_queue_is_refused_with_the_known_names(settings_factory: SettingsFactory) -> None:
     with pytest.raises(UnknownQueue, match=r"Unknown queue 'orders'.*feed-fanout"):
-        resolve_queue(make_settings(), "orders")
+        resolve_queue(settings_factory(), "orders")

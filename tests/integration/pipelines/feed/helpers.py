@@ -15,9 +15,9 @@ from contracts.events import Envelope, PostCreated
 from contracts.keys import feed_key
 from pipelines.feed.handler import FeedHandler
 from pipelines.feed.ports import ConnectionSource
-from tests.conftest import make_settings
 from tests.factories import post_created
 from tests.fakes import FakeClock
+from tests.settings import make_settings
 
 
 async def add_users(db: asyncpg.Pool, count: int) -> list[uuid.UUID]:

@@ -21,11 +21,11 @@ from pipelines.feed.handler import FeedHandler
 from pipelines.feed.ports import BatchResult, FeedStore
 from pipelines.feed.redis_cache import RedisConnectionCache
 from pipelines.feed.redis_feeds import RedisFeedStore
-from tests.conftest import free_port
 from tests.factories import post_created
 from tests.fakes import FakeClock, FakeConnectionSource, FlakyFeedStore
 from tests.integration.outcomes import outcomes_of
 from tests.integration.pipelines.feed.helpers import build, feed, post_id
+from tests.settings import PortFactory
 
 BREAKER = {"breaker_min_calls": 2, "breaker_open_seconds": 30.0, "breaker_call_timeout": 0.2}
 
@@ -252,12 +252,13 @@ async def test_script_is_reloaded_after_script_flush(redis_client: redis_asyncio
 
 async def test_unreachable_redis_gives_an_outage_retry_not_a_crash(
     stack: AsyncExitStack,
+    port_factory: PortFactory,
 ) -> None:
     # GIVEN a handler whose Redis does not answer (nothing listens on the port)
     source = FakeConnectionSource()
     author = uuid.uuid4()
     source.connect(author, uuid.uuid4())
-    dead = redis_asyncio.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=1)
+    dead = redis_asyncio.Redis.from_url(f"redis://127.0.0.1:{port_factory()}/0", socket_timeout=1)
     stack.push_async_callback(dead.aclose)
     handler = await build(stack, dead, source=source)
 

@@ -20,7 +20,7 @@ from consumers.topology import ensure_topology
 from contracts.keys import feed_key
 from pipelines.relay.relay import RelayOptions
 from pipelines.search.postgres import PostgresSearchIndex
-from tests.integration.api.conftest import SECRET, Api
+from tests.integration.api.client import SECRET, Api
 
 
 async def deliver(settings: Settings) -> None:

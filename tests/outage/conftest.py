@@ -16,10 +16,8 @@ import pytest
 
 from config.settings import Settings
 from store.migrate import upgrade
-from tests.outage.servers import StoppablePostgres, StoppableRedis
+from tests.outage.servers import OUTAGE_DATABASE, StoppablePostgres, StoppableRedis
 from tests.settings import SettingsFactory, make_settings
-
-OUTAGE_DATABASE = "socialpipe_outage"
 
 
 @pytest.fixture(scope="session")

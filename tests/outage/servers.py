@@ -50,6 +50,9 @@ _PG_USERS = ("postgres", "socialpipe-pg")
 
 StopMode = Literal["smart", "fast", "immediate"]
 
+# The database the outage fixtures migrate on the private PostgreSQL.
+OUTAGE_DATABASE = "socialpipe_outage"
+
 
 class ServerError(Exception):
     """A private server could not be started or stopped; the message says why."""

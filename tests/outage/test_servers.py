@@ -16,8 +16,8 @@ import pytest
 import redis
 import redis.asyncio as redis_asyncio
 
-from tests.outage.conftest import OUTAGE_DATABASE
 from tests.outage.servers import (
+    OUTAGE_DATABASE,
     StoppablePostgres,
     StoppableRedis,
     pid_alive,

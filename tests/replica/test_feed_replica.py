@@ -19,8 +19,8 @@ from config.feed import build_feed_handler
 from contracts.outcomes import ACK, DeadLetter
 from pipelines.feed.handler import FeedHandler
 from store.replica import DEFAULT_MAX_WAIT
-from tests.replica.conftest import Replication
 from tests.replica.data import add_post, add_user, connect, post_created, reads_since, replica_reads
+from tests.replica.replication import Replication
 
 FRIENDS = 3
 

@@ -18,8 +18,8 @@ from pipelines.search.postgres import PostgresSearchIndex
 from reconcile.feeds import FeedReconcileOptions
 from reconcile.report import ReconcileReport
 from reconcile.search import SearchReconcileOptions
-from tests.replica.conftest import Replication
 from tests.replica.data import add_post, add_user, connect, profile_updated
+from tests.replica.replication import Replication
 
 
 async def reconcile_search(

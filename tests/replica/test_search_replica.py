@@ -17,7 +17,6 @@ from config.search import build_search_handler
 from contracts.outcomes import ACK
 from pipelines.search.handler import SearchHandler
 from pipelines.search.postgres import PostgresSearchIndex
-from tests.replica.conftest import Replication
 from tests.replica.data import (
     add_user,
     profile_updated,
@@ -25,6 +24,7 @@ from tests.replica.data import (
     reads_since,
     replica_reads,
 )
+from tests.replica.replication import Replication
 
 
 @pytest.fixture

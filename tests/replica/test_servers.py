@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from tests.replica.conftest import Replication
+from tests.replica.replication import Replication
 
 
 async def test_replica_is_a_hot_standby_that_replays_the_primary(replicated: Replication) -> None:

@@ -16,7 +16,7 @@ import redis.asyncio as redis_asyncio
 
 from config.logging import configure_logging
 from contracts.keys import feed_key, unread_notifications_key
-from tests.integration.api.conftest import GOOD_PASSWORD, SECRET, Api
+from tests.integration.api.client import GOOD_PASSWORD, SECRET, Api
 
 REGISTER = "mutation($i: RegisterInput!) { register(input: $i) { token user { id } } }"
 PROFILE = """query($u: ID!) { profile(userId: $u) { userId fullName headline location

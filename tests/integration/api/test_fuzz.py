@@ -30,7 +30,7 @@ from schemathesis.schemas import APIOperation
 
 from config.api import build_api
 from config.settings import Settings
-from tests.integration.api.conftest import GOOD_PASSWORD, SECRET
+from tests.integration.api.client import GOOD_PASSWORD, SECRET
 from tests.settings import PortFactory, SettingsFactory
 
 # Bounded so the whole run stays well under a minute on a shared two-core machine.

@@ -18,7 +18,7 @@ from config.search import build_search_handler
 from config.settings import Settings
 from contracts.events import decode_body
 from contracts.outcomes import Ack
-from tests.integration.api.conftest import Api
+from tests.integration.api.client import Api
 from tests.settings import SettingsFactory
 
 

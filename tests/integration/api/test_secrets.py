@@ -21,7 +21,7 @@ from config.logging import configure_logging
 from pipelines.relay.ports import PublishResult
 from pipelines.relay.relay import OutboxRelay, RelayOptions
 from store.outbox import OutboxRow
-from tests.integration.api.conftest import GOOD_PASSWORD, Api
+from tests.integration.api.client import GOOD_PASSWORD, Api
 
 MFA_SECRET = "JBSWY3DPEHPK3PXP-mfa-secret"
 WRONG_PASSWORD = "Wrong-pass-123!"

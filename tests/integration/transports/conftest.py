@@ -20,7 +20,7 @@ from config.settings import Settings
 from consumers.kafka.topics import ensure_topics
 from consumers.topology import ensure_topology
 from pipelines.search.postgres import PostgresSearchIndex
-from tests.integration.api.conftest import SECRET, Api
+from tests.integration.api.client import SECRET, Api
 from tests.settings import SettingsFactory
 
 

@@ -16,7 +16,7 @@ from config.settings import Settings
 from config.worker import run_worker
 from contracts.keys import feed_key
 from pipelines.relay.relay import RelayOptions
-from tests.integration.api.conftest import Api
+from tests.integration.api.client import Api
 
 
 async def deliver(settings: Settings, *pipelines: str) -> None:

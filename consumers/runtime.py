@@ -7,7 +7,9 @@ task. Two bounds keep memory and visibility use flat: a semaphore of
 its outcome is settled, and the buffer takes at most one full receive per
 poller, so pollers only ask for what there is room for while runners work on
 the previous batch. Each message ends as exactly one outcome: ack (batched
-delete), retry (visibility backoff) or dead-letter.
+delete), retry (visibility backoff), requeue (an outage on its last receive) or
+dead-letter. Before each receive a poller waits on the dependency gate, so a
+worker whose database or Redis is down takes nothing and reports not ready.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ import asyncpg
 import redis.asyncio as redis
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -54,6 +55,55 @@ async def open_redis(
 ) -> redis.Redis:
     client = redis.Redis.from_url(
         settings.redis_url,
+        max_connections=max_connections,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        retry=no_client_retries(),
+    )
+    stack.push_async_callback(client.aclose)
+    return client
+
+
+CLUSTER_SCHEME = "redis+cluster://"
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether REDIS_URL names a Redis Cluster (`redis+cluster://host:port[,host:port]/0`)."""
+    return url.startswith(CLUSTER_SCHEME)
+
+
+def cluster_startup_nodes(url: str) -> list[tuple[str, int]]:
+    """The seed nodes of a `redis+cluster://` URL; the client discovers the others.
+
+    A cluster has one database, 0: any other number is a configuration mistake.
+    """
+    rest = url.removeprefix(CLUSTER_SCHEME)
+    hosts, _, database = rest.partition("/")
+    if database not in ("", "0"):
+        raise ValueError(f"A Redis Cluster has only database 0, not {database!r}: {url}")
+    nodes = []
+    for item in hosts.split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"Expected host:port in REDIS_URL {url!r}, got {item!r}")
+        nodes.append((host.strip("[]"), int(port)))
+    return nodes
+
+
+def open_redis_cluster(
+    stack: AsyncExitStack, url: str, *, max_connections: int = 32
+) -> RedisCluster:
+    """A Redis Cluster client that follows MOVED/ASK redirects and retries nothing else.
+
+    `retry=no_client_retries()` means one attempt per command: the client still
+    follows a redirect within that attempt (it must, to reach the key's node), but
+    TRYAGAIN, CLUSTERDOWN and connection failures surface to the caller, whose
+    layer decides (the feed store retries the affected feeds, the invoker the rest).
+    `max_connections` is per node.
+    """
+    client = RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in cluster_startup_nodes(url)],
         max_connections=max_connections,
         socket_timeout=5,
         socket_connect_timeout=5,

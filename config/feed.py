@@ -2,6 +2,8 @@
 
 With `DATABASE_READ_URL` set, the post check and the connection reads go to
 the replica, and the primary answers for a post the replica does not have yet.
+With a `redis+cluster://` REDIS_URL, feeds and the connection cache live on a
+Redis Cluster (`pipelines/feed/cluster_feeds.py`); otherwise on one node.
 """
 
 from __future__ import annotations
@@ -11,25 +13,44 @@ from contextlib import AsyncExitStack
 
 import asyncpg
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
-from config.clients import no_client_retries
+from config.clients import is_cluster_url, no_client_retries, open_redis_cluster
 from config.search import open_read_pool, primary_and_replica_probe
 from config.settings import Settings
 from contracts.failures import POSTGRES, REDIS
 from contracts.outcomes import Probe
 from pipelines.feed.breaker import CircuitBreaker, Clock
+from pipelines.feed.cluster_feeds import ClusterFeedStore
 from pipelines.feed.distribution import Distributor
 from pipelines.feed.enrichment import ConnectionLookup
 from pipelines.feed.handler import FeedHandler
-from pipelines.feed.ports import ConnectionSource
+from pipelines.feed.ports import ConnectionSource, FeedStore
 from pipelines.feed.redis_cache import RedisConnectionCache
 from pipelines.feed.redis_feeds import RedisFeedStore
 from store.connections import PgConnectionSource, RoutedConnectionSource
 from store.db import create_pool
 from store.replica import ReadRouter
 
+FeedRedis = aioredis.Redis | RedisCluster
 
-def open_feed_redis(stack: AsyncExitStack, settings: Settings) -> aioredis.Redis:
+
+def feed_pool_size(settings: Settings) -> int:
+    """Connections per Redis node: every in-flight batch holds at most one per node."""
+    return 4 * settings.fanout_parallelism + 16
+
+
+def open_feed_redis(stack: AsyncExitStack, settings: Settings) -> FeedRedis:
+    """The feed worker's Redis: a cluster client for a `redis+cluster://` URL, else
+    `open_single_feed_redis`."""
+    if is_cluster_url(settings.redis_url):
+        return open_redis_cluster(
+            stack, settings.redis_url, max_connections=feed_pool_size(settings)
+        )
+    return open_single_feed_redis(stack, settings)
+
+
+def open_single_feed_redis(stack: AsyncExitStack, settings: Settings) -> aioredis.Redis:
     """A Redis client whose pool makes callers wait for a connection instead of failing.
 
     Every in-flight message holds up to FANOUT_PARALLELISM connections, and the
@@ -39,7 +60,7 @@ def open_feed_redis(stack: AsyncExitStack, settings: Settings) -> aioredis.Redis
     """
     pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url,
-        max_connections=4 * settings.fanout_parallelism + 16,
+        max_connections=feed_pool_size(settings),
         timeout=10,
         socket_timeout=5,
         socket_connect_timeout=5,
@@ -69,7 +90,7 @@ async def build_feed_handler(
     settings: Settings,
     *,
     connection_source: ConnectionSource | None = None,
-    redis: aioredis.Redis | None = None,
+    redis: FeedRedis | None = None,
     clock: Clock | None = None,
 ) -> FeedHandler:
     """Build the feed handler, opening PostgreSQL and Redis unless they are given.
@@ -100,10 +121,7 @@ async def build_feed_handler(
         stale_ttl=settings.connections_stale_ttl,
     )
     lookup = ConnectionLookup(connection_source, cache, breaker)
-    store = RedisFeedStore(
-        redis, max_length=settings.feed_max_length, marker_ttl=settings.fanout_marker_ttl
-    )
-    distributor = Distributor(store, parallelism=settings.fanout_parallelism)
+    distributor = Distributor(feed_store(redis, settings), parallelism=settings.fanout_parallelism)
     return FeedHandler(
         lookup=lookup,
         posts=connection_source,
@@ -112,3 +130,11 @@ async def build_feed_handler(
         batch_size=settings.fanout_batch_size,
         marker_ttl=settings.fanout_marker_ttl,
     )
+
+
+def feed_store(redis: FeedRedis, settings: Settings) -> FeedStore:
+    """The cluster store for a cluster client; one node keeps its single-script path."""
+    ttl = settings.fanout_marker_ttl
+    if isinstance(redis, RedisCluster):
+        return ClusterFeedStore(redis, max_length=settings.feed_max_length, marker_ttl=ttl)
+    return RedisFeedStore(redis, max_length=settings.feed_max_length, marker_ttl=ttl)

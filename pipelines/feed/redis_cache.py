@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 
 from contracts.failures import REDIS, boundary
 from contracts.keys import connections_cache_key
@@ -59,9 +60,11 @@ def _as_bytes(value: bytes | str) -> bytes:
 
 
 class RedisConnectionCache:
-    """`ConnectionCache` over a Redis client returning bytes."""
+    """`ConnectionCache` over a Redis client (one node or a cluster) returning bytes."""
 
-    def __init__(self, client: redis.Redis, *, fresh_ttl: int, stale_ttl: int) -> None:
+    def __init__(
+        self, client: redis.Redis | RedisCluster, *, fresh_ttl: int, stale_ttl: int
+    ) -> None:
         self._redis = client
         self._fresh_ttl = fresh_ttl
         self._stale_ttl = stale_ttl

@@ -1,0 +1,395 @@
+"""The Redis Cluster `FeedStore`: per node, one pipeline of single-feed scripts per batch.
+
+Why not `fanout.lua`: a script may only touch keys of one hash slot, and every
+`feed:{userId}` key (and the post's `fanout:{postId}` marker) hashes to a slot
+of its own. So a batch here is three steps:
+
+1. claim: one script on the marker (`CLAIM`) says whether the batch is done
+   already and whether this attempt must check feeds first, with exactly the
+   owner / `shared` rules of `fanout.lua`;
+2. push: recipients are grouped by the node that owns their slot, and each
+   node gets ONE pipeline of `cluster_push.lua` calls (LPOS if careful, LPUSH,
+   trim), all nodes at once: one round trip per node per batch;
+3. mark done: one call on the marker, only when every feed was served.
+
+A reply that says the feed's slot is elsewhere or unavailable (MOVED or ASK
+during a resharding, TRYAGAIN or CLUSTERDOWN during a failover, NOSCRIPT on a
+node that just took over) or a node that could not be reached sends just those
+feeds round again, a few times with a short pause, after which they are
+reported as failed (`BatchResult.failed`) like a feed holding the wrong type:
+the rest of the post is served, and the handler's next attempt writes only
+what is missing. A retried feed is always checked first, since a lost reply
+does not say whether the push happened.
+
+The trade-off: a batch is no longer atomic across its feeds. A crash mid-batch
+leaves some feeds written and the batch not marked done; the redelivery is a
+second owner, so it checks every feed and writes only the missing ones. One
+race is new: a first owner pushes without checking, so a second owner checking
+the same feeds meanwhile could push a feed the first owner pushes a moment
+later. The first owner therefore holds a lease per batch on the marker
+(`lease:<digest>`) while its unchecked pushes may be in flight; a second owner
+waits until no lease is held (released when the round ends, or expired after
+`UNCHECKED_LEASE_MS` if its holder died) before pushing, and a first owner
+that could not send within `SEND_GUARD_SECONDS` of its claim checks instead.
+The lease outlasts the guard plus the client's socket timeout. A redelivery
+comes after the visibility timeout, so in practice only a truly concurrent
+delivery ever waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Final
+
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MaxConnectionsError,
+    MovedError,
+    NoScriptError,
+    RedisError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from contracts.failures import REDIS, boundary
+from contracts.keys import careful_until_key, fanout_marker_key, feed_key
+from pipelines.feed.ports import BatchResult
+from pipelines.feed.redis_feeds import bulk, feed_keys_resp
+
+PUSH_SCRIPT: Final = resources.files("pipelines.feed").joinpath("cluster_push.lua").read_bytes()
+
+# Returns {done, careful, ms to wait for another owner's unchecked pushes}.
+# KEYS[1] marker; ARGV: digest, owner, "1" to force careful, marker ttl (s), lease (ms).
+CLAIM: Final = """
+local marker, digest, owner = KEYS[1], ARGV[1], ARGV[2]
+if redis.call('HEXISTS', marker, digest) == 1 then return {1, 0, 0} end
+local careful = ARGV[3] == '1'
+local current = redis.call('HGET', marker, 'owner')
+if not current then
+  redis.call('HSET', marker, 'owner', owner)
+elseif current ~= owner then
+  redis.call('HSET', marker, 'shared', '1')
+  careful = true
+elseif redis.call('HEXISTS', marker, 'shared') == 1 then
+  careful = true
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local wait = 0
+if not careful then
+  redis.call('HSET', marker, 'lease:' .. digest, now + tonumber(ARGV[5]))
+elseif current and current ~= owner then
+  local fields = redis.call('HGETALL', marker)
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, 6) == 'lease:' then
+      wait = math.max(wait, tonumber(fields[i + 1]) - now)
+    end
+  end
+end
+redis.call('EXPIRE', marker, tonumber(ARGV[4]))
+return {0, careful and 1 or 0, wait}
+"""
+
+# Ends an attempt at a batch: its lease goes, and the digest is marked done if asked.
+# KEYS[1] marker; ARGV: digest, marker ttl (s), "1" to mark the batch done.
+FINISH: Final = """
+redis.call('HDEL', KEYS[1], 'lease:' .. ARGV[1])
+if ARGV[3] == '1' then redis.call('HSET', KEYS[1], ARGV[1], '1') end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+"""
+
+UNCHECKED_LEASE_MS: Final = 15_000
+SEND_GUARD_SECONDS: Final = 5.0
+LEASE_POLL_SECONDS: Final = 0.05
+ATTEMPTS: Final = 5
+FIRST_PAUSE_SECONDS: Final = 0.05
+
+# Replies that mean "not run here, try again": nothing was written.
+_RETRYABLE: Final = (MovedError, AskError, TryAgainError, ClusterDownError, NoScriptError)
+# A node that could not be reached: its feeds' outcome is unknown.
+_UNREACHABLE: Final = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    MaxConnectionsError,
+    SlotNotCoveredError,
+)
+
+
+@dataclass(slots=True)
+class _Round:
+    """What the pushes of one batch did so far."""
+
+    written: int = 0
+    skipped: int = 0
+    failed: list[int] = field(default_factory=list)
+    retry: list[int] = field(default_factory=list)
+    asks: dict[int, ClusterNode] = field(default_factory=dict)
+    unreachable: BaseException | None = None
+
+
+class ClusterFeedStore:
+    """Feeds as Redis lists on a cluster, pushed per node in one pipeline per batch."""
+
+    def __init__(
+        self,
+        client: RedisCluster,
+        *,
+        max_length: int,
+        marker_ttl: int,
+        attempts: int = ATTEMPTS,
+        first_pause: float = FIRST_PAUSE_SECONDS,
+    ) -> None:
+        self._client = client
+        self._max_length = str(max_length).encode()
+        self._marker_ttl = marker_ttl
+        self._attempts = attempts
+        self._first_pause = first_pause
+        self._claim = client.register_script(CLAIM)
+        self._finish = client.register_script(FINISH)
+        self._sha: bytes | None = None
+
+    async def push_batch(
+        self,
+        post_id: uuid.UUID,
+        recipients: Sequence[uuid.UUID],
+        *,
+        digest: str,
+        owner: str,
+        careful: bool,
+    ) -> BatchResult:
+        """See `FeedStore.push_batch`."""
+        if not recipients:
+            return BatchResult(written=0, skipped=0)
+        with boundary(
+            f"Pushing post {post_id} to {len(recipients)} feeds in Redis", dependency=REDIS
+        ):
+            return await self._push(post_id, recipients, digest, owner, careful)
+
+    async def careful_until(self) -> float:
+        """See `RedisFeedStore.careful_until`."""
+        with boundary("Reading the careful-until mark from Redis", dependency=REDIS):
+            raw = await self._client.get(careful_until_key())
+        try:
+            return float(raw) if raw is not None else 0.0
+        except ValueError:
+            return 0.0
+
+    async def head(self, user_id: uuid.UUID, count: int) -> list[uuid.UUID]:
+        """See `FeedStore.head`."""
+        raw = await self._client.lrange(feed_key(user_id), 0, count - 1)
+        return [uuid.UUID(v.decode() if isinstance(v, bytes) else v) for v in raw]
+
+    async def _push(
+        self,
+        post_id: uuid.UUID,
+        recipients: Sequence[uuid.UUID],
+        digest: str,
+        owner: str,
+        careful: bool,
+    ) -> BatchResult:
+        marker = fanout_marker_key(post_id)
+        claimed = await self._claim_marker(marker, digest, owner, careful)
+        if claimed is None:
+            return BatchResult(written=0, skipped=0, already_done=True)
+        careful = claimed.careful or time.monotonic() - claimed.at > SEND_GUARD_SECONDS
+        state = await self._push_all(str(post_id).encode(), recipients, careful)
+        # Careful attempts hold no lease: with a failed feed there is nothing to record.
+        if not state.failed or not claimed.careful:
+            done = "0" if state.failed else "1"
+            await self._finish(keys=[marker], args=[digest, self._marker_ttl, done])
+        return BatchResult(
+            written=state.written,
+            skipped=state.skipped,
+            failed=tuple(recipients[i] for i in state.failed),
+        )
+
+    async def _claim_marker(
+        self, marker: str, digest: str, owner: str, careful: bool
+    ) -> _Claim | None:
+        """Claim the batch; None when it is done. Waits out another owner's lease."""
+        while True:
+            args = [digest, owner, "1" if careful else "0", self._marker_ttl, UNCHECKED_LEASE_MS]
+            done, checked, wait_ms = await self._claim(keys=[marker], args=args)
+            if done:
+                return None
+            if not wait_ms:
+                return _Claim(careful=bool(checked), at=time.monotonic())
+            # Another owner's unchecked pushes may still land: check after them, not among
+            # them. Asked again soon, since the lease usually ends with the round, early.
+            await asyncio.sleep(min(wait_ms / 1000, LEASE_POLL_SECONDS))
+
+    async def _push_all(
+        self, post: bytes, recipients: Sequence[uuid.UUID], careful: bool
+    ) -> _Round:
+        await self._client.initialize()
+        if self._sha is None:
+            self._sha = await self._load_everywhere()
+        keys = _split_keys(feed_keys_resp(recipients), len(recipients))
+        state = _Round()
+        pending, asks = list(range(len(recipients))), dict[int, ClusterNode]()
+        pause = self._first_pause
+        for attempt in range(self._attempts):
+            if attempt:
+                await asyncio.sleep(pause)
+                pause *= 2
+                careful = True  # a lost reply does not say whether the push happened
+            state.retry, state.asks, state.unreachable = [], {}, None
+            await self._round(post, keys, pending, asks, careful, state)
+            pending, asks = state.retry, state.asks
+            if not pending:
+                return state
+        if state.unreachable is not None and not (state.written or state.skipped):
+            raise state.unreachable  # nothing answers: an outage, not a few failed feeds
+        state.failed.extend(pending)
+        return state
+
+    async def _round(
+        self,
+        post: bytes,
+        keys: list[bytes],
+        pending: list[int],
+        asks: dict[int, ClusterNode],
+        careful: bool,
+        state: _Round,
+    ) -> None:
+        groups: dict[tuple[ClusterNode, bool], list[int]] = defaultdict(list)
+        nodes = self._client.nodes_manager
+        for i in pending:
+            ask = asks.get(i)
+            if ask is not None:
+                groups[ask, True].append(i)
+                continue
+            try:
+                node = nodes.get_node_from_slot(key_slot(keys[i][_KEY_START:-2]))
+            except SlotNotCoveredError as exc:
+                state.retry.append(i)
+                state.unreachable = exc
+                continue
+            groups[node, False].append(i)
+        calls = [
+            self._node_round(node, asking, post, keys, items, careful, state)
+            for (node, asking), items in groups.items()
+        ]
+        await asyncio.gather(*calls)
+
+    async def _node_round(
+        self,
+        node: ClusterNode,
+        asking: bool,
+        post: bytes,
+        keys: list[bytes],
+        items: list[int],
+        careful: bool,
+        state: _Round,
+    ) -> None:
+        assert self._sha is not None
+        head = b"*7\r\n$7\r\nEVALSHA\r\n" + bulk(self._sha) + b"$1\r\n1\r\n"
+        tail = bulk(post) + bulk(b"1" if careful else b"0") + bulk(self._max_length)
+        prefix = b"*1\r\n$6\r\nASKING\r\n" + head if asking else head
+        packed = b"".join([b"".join((prefix, keys[i], tail)) for i in items])
+        try:
+            replies = await _exchange(node, packed, len(items), asking)
+        except _UNREACHABLE as exc:
+            state.retry.extend(items)
+            state.unreachable = exc
+            await self._refresh()
+            return
+        for i, reply in zip(items, replies, strict=True):
+            await self._record(i, reply, node, state)
+
+    async def _record(self, i: int, reply: Any, node: ClusterNode, state: _Round) -> None:
+        if reply == 1:
+            state.written += 1
+        elif reply == 0:
+            state.skipped += 1
+        elif isinstance(reply, MovedError):
+            await self._client.nodes_manager.move_slot(reply)
+            state.retry.append(i)
+        elif isinstance(reply, AskError):
+            target = self._client.get_node(reply.host, reply.port)
+            if target is not None:
+                state.asks[i] = target
+            state.retry.append(i)
+        elif isinstance(reply, NoScriptError):
+            await self._load_on(node)
+            state.retry.append(i)
+        elif isinstance(reply, _RETRYABLE):
+            if isinstance(reply, ClusterDownError):
+                await self._refresh()
+            state.retry.append(i)
+        else:
+            state.failed.append(i)  # -1: the key holds another type; or another error
+
+    async def _refresh(self) -> None:
+        """Re-read the slot map: a failover or resharding moved slots."""
+        # No node answering now is fine: the next round tries again.
+        with contextlib.suppress(RedisError):
+            await self._client.nodes_manager.initialize()
+
+    async def _load_everywhere(self) -> bytes:
+        sha = b""
+        for node in self._client.get_primaries():
+            sha = await self._load_on(node)
+        return sha
+
+    async def _load_on(self, node: ClusterNode) -> bytes:
+        raw = await node.execute_command("SCRIPT", "LOAD", PUSH_SCRIPT)
+        return raw.encode() if isinstance(raw, str) else bytes(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    careful: bool
+    at: float
+
+
+_KEY_RECORD_LENGTH: Final = len(feed_keys_resp([uuid.UUID(int=0)]))
+# Where the key itself starts inside its RESP record (after `$<len>\r\n`).
+_KEY_START: Final = feed_keys_resp([uuid.UUID(int=0)]).index(b"\r\n") + 2
+
+
+def _split_keys(packed: bytes, count: int) -> list[bytes]:
+    """The RESP records of `feed_keys_resp`, one per recipient (they are all the same length)."""
+    n = _KEY_RECORD_LENGTH
+    return [packed[i * n : (i + 1) * n] for i in range(count)]
+
+
+async def _exchange(node: ClusterNode, packed: bytes, count: int, asking: bool) -> list[Any]:
+    """Send one pipeline to `node` and read `count` replies (errors as values)."""
+    conn = node.acquire_connection()
+    try:
+        await node.disconnect_if_needed(conn)
+        await conn.send_packed_command(packed)
+        replies: list[Any] = []
+        for _ in range(count):
+            if asking:
+                await _reply(conn)
+            replies.append(await _reply(conn))
+        return replies
+    except BaseException:
+        # A half-read pipeline leaves replies on the socket: never reuse it.
+        await conn.disconnect()
+        raise
+    finally:
+        node.release(conn)
+
+
+async def _reply(conn: Any) -> Any:
+    try:
+        return await conn.read_response()
+    except ResponseError as exc:
+        return exc

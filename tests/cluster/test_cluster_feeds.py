@@ -1,0 +1,207 @@
+"""The feed path on a real Redis Cluster: fan-out, redelivery, cap, failures, resharding."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+
+import pytest
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
+
+from config.clients import cluster_startup_nodes, is_cluster_url, open_redis_cluster
+from config.feed import build_feed_handler
+from contracts.keys import feed_key
+from contracts.outcomes import ACK
+from pipelines.feed.cluster_feeds import ClusterFeedStore
+from pipelines.feed.redis_cache import RedisConnectionCache
+from tests.factories import post_created
+from tests.fakes import FakeConnectionSource
+from tests.settings import make_settings
+
+
+def _store(client: RedisCluster, max_length: int = 800) -> ClusterFeedStore:
+    return ClusterFeedStore(client, max_length=max_length, marker_ttl=3600, first_pause=0.02)
+
+
+def _users(count: int) -> list[uuid.UUID]:
+    return [uuid.uuid4() for _ in range(count)]
+
+
+async def _occurrences(
+    client: RedisCluster, users: Sequence[uuid.UUID], post: uuid.UUID
+) -> set[int]:
+    """How many times `post` is in each user's feed (the set of distinct counts)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for user in users:
+            pipe.lrange(feed_key(user), 0, -1)
+        feeds = await pipe.execute()
+    return {feed.count(str(post).encode()) for feed in feeds}
+
+
+async def test_a_fan_out_lands_once_in_each_of_3000_feeds(cluster_client: RedisCluster) -> None:
+    store, users, post = _store(cluster_client), _users(3000), uuid.uuid4()
+
+    result = await store.push_batch(post, users, digest="d1", owner="a", careful=False)
+
+    assert (result.written, result.skipped, result.failed) == (3000, 0, ())
+    assert await _occurrences(cluster_client, users, post) == {1}
+    again = await store.push_batch(post, users, digest="d1", owner="b", careful=False)
+    assert again.already_done
+
+
+async def test_a_second_owner_and_careful_pushes_never_duplicate(
+    cluster_client: RedisCluster,
+) -> None:
+    store, users, post = _store(cluster_client), _users(500), uuid.uuid4()
+    first, rest = users[:200], users
+    await store.push_batch(post, first, digest="half", owner="a", careful=False)
+
+    second = await store.push_batch(post, rest, digest="all", owner="b", careful=False)
+    careful = await store.push_batch(post, rest, digest="again", owner="b", careful=True)
+
+    assert (second.written, second.skipped) == (300, 200)
+    assert (careful.written, careful.skipped) == (0, 500)
+    assert await _occurrences(cluster_client, users, post) == {1}
+
+
+async def test_concurrent_owners_of_one_batch_never_duplicate(
+    cluster_client: RedisCluster,
+) -> None:
+    store, users, post = _store(cluster_client), _users(2000), uuid.uuid4()
+
+    a, b = await asyncio.gather(
+        store.push_batch(post, users, digest="d", owner="a", careful=False),
+        store.push_batch(post, users, digest="d", owner="b", careful=False),
+    )
+
+    assert a.written + b.written + a.skipped + b.skipped in (2000, 4000)
+    assert await _occurrences(cluster_client, users, post) == {1}
+
+
+async def test_the_cap_holds_on_full_feeds(cluster_client: RedisCluster) -> None:
+    store, users = _store(cluster_client, max_length=5), _users(50)
+    posts = [uuid.uuid4() for _ in range(8)]
+
+    for n, post in enumerate(posts):
+        await store.push_batch(post, users, digest=f"d{n}", owner="a", careful=n % 2 == 1)
+
+    for user in users[:10]:
+        assert await store.head(user, 10) == posts[::-1][:5]
+
+
+async def test_a_wrong_type_fails_only_its_target_and_the_next_attempt_writes_only_it(
+    cluster_client: RedisCluster,
+) -> None:
+    store, users, post = _store(cluster_client), _users(300), uuid.uuid4()
+    broken = users[123]
+    await cluster_client.set(feed_key(broken), "not a list")
+
+    first = await store.push_batch(post, users, digest="d", owner="a", careful=False)
+    await cluster_client.delete(feed_key(broken))
+    second = await store.push_batch(post, users, digest="d", owner="b", careful=False)
+
+    assert (first.written, first.failed) == (299, (broken,))
+    assert (second.written, second.skipped, second.failed) == (1, 299, ())
+    assert await _occurrences(cluster_client, users, post) == {1}
+    assert (await store.push_batch(post, users, digest="d", owner="c", careful=False)).already_done
+
+
+async def test_the_feed_handler_fans_out_end_to_end_on_a_cluster(redis_cluster_url: str) -> None:
+    source, author, friends = FakeConnectionSource(), uuid.uuid4(), _users(2500)
+    source.connect(author, *friends)
+    settings = make_settings(redis_url=redis_cluster_url, fanout_batch_size=1000)
+    event = post_created(author_id=author)
+
+    async with AsyncExitStack() as stack:
+        handler = await build_feed_handler(stack, settings, connection_source=source)
+        assert await handler.handle([event]) == [ACK]
+        assert await handler.handle([event]) == [ACK]  # a redelivery: batches already done
+        client = open_redis_cluster(stack, redis_cluster_url)
+        assert await _occurrences(client, friends, event.payload.post_id) == {1}  # type: ignore[union-attr]
+    assert source.calls == 1  # the second delivery read the cached connections
+
+
+async def test_the_connection_cache_works_on_a_cluster(cluster_client: RedisCluster) -> None:
+    cache = RedisConnectionCache(cluster_client, fresh_ttl=60, stale_ttl=600)
+    user, ids = uuid.uuid4(), _users(3)
+
+    seen = await cache.read(user)
+    assert await cache.store_if_unchanged(user, ids, seen.generation)
+    assert list((await cache.read(user)).connections or []) == ids
+    await cache.invalidate(user)
+    assert (await cache.read(user)).connections is None
+    assert not await cache.store_if_unchanged(user, ids[:1], seen.generation)
+    assert list(await cache.read_stale(user) or []) == ids
+
+
+def test_the_cluster_url_names_its_seed_nodes() -> None:
+    url = "redis+cluster://10.0.0.1:7000,[::1]:7001/0"
+    assert is_cluster_url(url) and not is_cluster_url("redis://127.0.0.1:6379/0")
+    assert cluster_startup_nodes(url) == [("10.0.0.1", 7000), ("::1", 7001)]
+    with pytest.raises(ValueError, match="only database 0"):
+        cluster_startup_nodes("redis+cluster://127.0.0.1:7000/3")
+
+
+# --- resharding ----------------------------------------------------------------------
+
+
+def _user_in_slot(slot: int) -> uuid.UUID:
+    while True:
+        user = uuid.uuid4()
+        if key_slot(feed_key(user).encode()) == slot:
+            return user
+
+
+async def _node_id(node: ClusterNode) -> str:
+    raw = await node.execute_command("CLUSTER", "MYID")
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+async def _move_remaining_keys(source: ClusterNode, target: ClusterNode, slot: int) -> None:
+    """What `redis-cli --cluster reshard` does before it hands the slot over."""
+    keys = await source.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+    if keys:
+        await source.execute_command(
+            "MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *keys
+        )
+
+
+async def test_a_slot_migrated_during_a_fan_out_loses_and_duplicates_nothing(
+    cluster_client: RedisCluster,
+) -> None:
+    store, users = _store(cluster_client), _users(3000)
+    mover = users[7]
+    slot = key_slot(feed_key(mover).encode())
+    newcomer = _user_in_slot(slot)  # no feed yet: the source redirects it with ASK
+    everyone = [*users, newcomer]
+    posts = [uuid.uuid4() for _ in range(3)]
+    await store.push_batch(posts[0], users, digest="d0", owner="a", careful=False)
+
+    await cluster_client.initialize()
+    source = cluster_client.nodes_manager.get_node_from_slot(slot)
+    target = next(n for n in cluster_client.get_primaries() if n.name != source.name)
+    source_id, target_id = await _node_id(source), await _node_id(target)
+    await target.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+    await source.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+    await source.execute_command(
+        "MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", feed_key(mover)
+    )
+
+    # Mid-migration: the moved feed and the new one are answered with ASK.
+    during = await store.push_batch(posts[1], everyone, digest="d1", owner="a", careful=False)
+    await _move_remaining_keys(source, target, slot)
+    others = [n for n in cluster_client.get_primaries() if n.name not in (source.name, target.name)]
+    for node in [target, source, *others]:
+        await node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+    # Migrated: the client's slot map is stale, so the slot's feeds get MOVED.
+    after = await store.push_batch(posts[2], everyone, digest="d2", owner="a", careful=False)
+
+    assert (during.written, during.failed) == (3001, ())
+    assert (after.written, after.failed) == (3001, ())
+    assert await _occurrences(cluster_client, users, posts[0]) == {1}
+    for post in posts[1:]:
+        assert await _occurrences(cluster_client, everyone, post) == {1}
+    assert await store.head(mover, 3) == posts[::-1]

@@ -205,3 +205,27 @@ async def test_a_slot_migrated_during_a_fan_out_loses_and_duplicates_nothing(
     for post in posts[1:]:
         assert await _occurrences(cluster_client, everyone, post) == {1}
     assert await store.head(mover, 3) == posts[::-1]
+
+
+async def test_feeds_redirected_for_too_long_fail_alone_and_are_retried_alone(
+    cluster_client: RedisCluster,
+) -> None:
+    store, post = _store(cluster_client), uuid.uuid4()
+    users = _users(400)
+    slot = key_slot(feed_key(users[0]).encode())
+    everyone = [*users, _user_in_slot(slot)]
+    stuck = {u for u in everyone if key_slot(feed_key(u).encode()) == slot}
+    await cluster_client.initialize()
+    source = cluster_client.nodes_manager.get_node_from_slot(slot)
+    target = next(n for n in cluster_client.get_primaries() if n.name != source.name)
+    # Migrating with no node importing: the source answers ASK, the target MOVED back.
+    await source.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", await _node_id(target))
+    try:
+        first = await store.push_batch(post, everyone, digest="d", owner="a", careful=False)
+    finally:
+        await source.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
+    second = await store.push_batch(post, everyone, digest="d", owner="b", careful=False)
+
+    assert first.written == len(everyone) - len(stuck) and set(first.failed) == stuck
+    assert (second.written, second.failed) == (len(stuck), ())
+    assert await _occurrences(cluster_client, everyone, post) == {1}

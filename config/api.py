@@ -16,7 +16,7 @@ from api.auth import Passwords, Tokens
 from api.ports import PeopleHit, UnreadCounters
 from api.services import Services
 from api.uow import PgUnitsOfWork
-from config.clients import open_redis
+from config.clients import open_any_redis
 from config.logging import configure_logging
 from config.search import open_search_index
 from config.settings import Settings
@@ -41,7 +41,7 @@ async def build_api(
         pool = await create_pool(settings.database_url, max_size=20)
         stack.push_async_callback(pool.close)
     if redis is None:
-        redis = await open_redis(stack, settings)
+        redis = await open_any_redis(stack, settings)
     if search is None:
         search = await open_search_index(stack, settings, pool=pool)
     if settings.api_token_secret is None:

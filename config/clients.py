@@ -50,9 +50,32 @@ async def open_sns(stack: AsyncExitStack, settings: Settings, *, pool: int = 10)
     return await stack.enter_async_context(client)
 
 
+AnyRedis = redis.Redis | RedisCluster
+
+
+async def open_any_redis(
+    stack: AsyncExitStack, settings: Settings, *, max_connections: int = 32
+) -> AnyRedis:
+    """The Redis of the notifications worker, the API, the reconcilers and the load tester.
+
+    A `redis+cluster://` REDIS_URL gives a cluster client (`open_redis_cluster`:
+    MOVED/ASK followed, nothing else retried, `max_connections` per node); any
+    other URL one node's client (`open_redis`). Both take the same keys.
+    """
+    if is_cluster_url(settings.redis_url):
+        return open_redis_cluster(stack, settings.redis_url, max_connections=max_connections)
+    return await open_redis(stack, settings, max_connections=max_connections)
+
+
 async def open_redis(
     stack: AsyncExitStack, settings: Settings, *, max_connections: int = 32
 ) -> redis.Redis:
+    """One Redis node's client, for callers that need a node (its INFO, say).
+
+    A `redis+cluster://` REDIS_URL is refused: such callers use `open_any_redis`.
+    """
+    if is_cluster_url(settings.redis_url):
+        raise ValueError("REDIS_URL names a Redis Cluster; this command needs one Redis node's URL")
     client = redis.Redis.from_url(
         settings.redis_url,
         max_connections=max_connections,

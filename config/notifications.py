@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from typing import Any
 
-from config.clients import open_redis, postgres_probe
+from config.clients import open_any_redis, postgres_probe
 from config.settings import Settings
 from contracts.failures import POSTGRES, REDIS
 from pipelines.notifications.handler import NotificationsHandler
@@ -29,7 +29,7 @@ async def build_notifications_handler(
         pool = await create_pool(settings.database_url, max_size=10)
         stack.push_async_callback(pool.close)
     if redis is None:
-        redis = await open_redis(stack, settings, max_connections=16)
+        redis = await open_any_redis(stack, settings, max_connections=16)
     dependencies = {POSTGRES: postgres_probe(pool), REDIS: redis.ping}
     return NotificationsHandler(
         PgNotificationStore(pool), RedisUnreadCounters(redis), dependencies=dependencies

@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack
 
 import asyncpg
 
-from config.clients import open_redis
+from config.clients import open_any_redis
 from config.search import open_pool, open_read_pool
 from config.settings import Settings
 from pipelines.search.ports import AuditableSearchIndex
@@ -57,7 +57,7 @@ async def build_feed_reconciler(
     """
     pool = await open_pool(stack, settings)
     scan = await open_read_pool(stack, settings)
-    redis = await open_redis(stack, settings, max_connections=options.parallelism + 2)
+    redis = await open_any_redis(stack, settings, max_connections=options.parallelism + 2)
     rewriter = RedisFeedRewriter(redis, max_length=settings.feed_max_length)
     return FeedReconciler(scan or pool, rewriter, options, primary=pool)
 
@@ -67,5 +67,5 @@ async def build_notification_reconciler(
 ) -> NotificationReconciler:
     """The notification reconciler over `DATABASE_URL` (rows) and `REDIS_URL` (counters)."""
     pool = await open_pool(stack, settings)
-    redis = await open_redis(stack, settings, max_connections=options.parallelism + 2)
+    redis = await open_any_redis(stack, settings, max_connections=options.parallelism + 2)
     return NotificationReconciler(pool, redis, options)

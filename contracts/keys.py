@@ -38,7 +38,26 @@ def careful_until_key() -> str:
 
 
 def unread_notifications_key(user_id: uuid.UUID | str) -> str:
-    return f"notif:unread:{user_id}"
+    """A user's unread notifications, an integer: `notif:unread:{<userId>}`.
+
+    The braces are a Redis Cluster hash tag shared with `counted_notification_key`:
+    the count-once script touches both, so they must hash to one slot.
+    """
+    return f"notif:unread:{{{user_id}}}"
+
+
+def counted_notification_key(user_id: uuid.UUID | str, event_id: uuid.UUID | str) -> str:
+    """Set once the event was counted for its recipient: `notif:counted:{<userId>}:<eventId>`.
+
+    Hash-tagged by the recipient, like `unread_notifications_key`, so the
+    count-once script's two keys share a cluster slot (and a node).
+    """
+    return f"notif:counted:{{{user_id}}}:{event_id}"
+
+
+def notifications_channel(user_id: uuid.UUID | str) -> str:
+    """Pub/sub channel of a user's live notifications: `notif:live:<userId>`."""
+    return f"notif:live:{user_id}"
 
 
 def dlq_name(queue: str) -> str:

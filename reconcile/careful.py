@@ -22,9 +22,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-import redis.asyncio as redis
 import structlog
 from redis.exceptions import RedisError
+
+from reconcile.redis_client import AnyRedis
 
 log = structlog.get_logger("reconcile.careful")
 
@@ -65,7 +66,7 @@ class CarefulUntil:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: AnyRedis,
         key: str,
         *,
         horizon: float = HORIZON_SECONDS,

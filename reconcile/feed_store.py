@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Final
 
-import redis.asyncio as redis
-
 from contracts.keys import feed_key
+from reconcile.redis_client import AnyRedis
 
 SCRIPT: Final = resources.files("reconcile").joinpath("feed_rewrite.lua").read_text()
 
@@ -17,13 +16,13 @@ SCRIPT: Final = resources.files("reconcile").joinpath("feed_rewrite.lua").read_t
 class RedisFeedRewriter:
     """Reads feeds in bulk and rewrites one feed atomically (see `feed_rewrite.lua`)."""
 
-    def __init__(self, client: redis.Redis, *, max_length: int) -> None:
+    def __init__(self, client: AnyRedis, *, max_length: int) -> None:
         self._client = client
         self._max_length = max_length
         self._script = client.register_script(SCRIPT)
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> AnyRedis:
         """The Redis client the feeds live on (the careful-until mark lives there too)."""
         return self._client
 

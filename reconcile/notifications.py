@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import asyncpg
-import redis.asyncio as redis
 
 from contracts.keys import unread_notifications_key
 from contracts.pacing import RateLimiter
 from reconcile.batches import Batch, check_limits, run_batches
+from reconcile.redis_client import AnyRedis, get_many
 from reconcile.report import ReconcileReport
 from store.notifications import (
     SourcedNotification,
@@ -70,7 +70,7 @@ class NotificationReconciler:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        client: redis.Redis,
+        client: AnyRedis,
         options: NotificationReconcileOptions | None = None,
     ) -> None:
         self._pool = pool
@@ -122,7 +122,7 @@ class NotificationReconciler:
         return report
 
     async def _counters(self, users: Batch) -> dict[uuid.UUID, str | None]:
-        raw = await self._redis.mget([unread_notifications_key(u) for u in users])
+        raw = await get_many(self._redis, [unread_notifications_key(u) for u in users])
         return {u: _text(v) for u, v in zip(users, raw, strict=True)}
 
     async def _fix(

@@ -8,7 +8,11 @@ from typing import Any, Final
 import orjson
 
 from contracts.failures import REDIS, boundary
-from contracts.keys import unread_notifications_key
+from contracts.keys import (
+    counted_notification_key,
+    notifications_channel,
+    unread_notifications_key,
+)
 from pipelines.notifications.plan import Notification
 
 # Remember counted events for longer than a message can live in the queue and its DLQ,
@@ -17,6 +21,8 @@ COUNTED_TTL_SECONDS: Final = 15 * 24 * 3600
 
 # Marker and increment in one atomic step: a crash can only happen before both or
 # after both, so a redelivery counts the event exactly when the first delivery did not.
+# Both keys carry the recipient's hash tag, so on a Redis Cluster they share a slot and
+# the script runs on that slot's node; its PUBLISH reaches subscribers on every node.
 _COUNT_ONCE: Final = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   local n = redis.call('INCR', KEYS[2])
@@ -27,17 +33,8 @@ return tonumber(redis.call('GET', KEYS[2]) or '0')
 """
 
 
-def counted_key(event_id: uuid.UUID) -> str:
-    return f"notif:counted:{event_id}"
-
-
-def notifications_channel(user_id: uuid.UUID) -> str:
-    """Pub/sub channel a client may subscribe to for live notifications."""
-    return f"notif:live:{user_id}"
-
-
 class RedisUnreadCounters:
-    """`UnreadCounters` over one Redis client."""
+    """`UnreadCounters` over one Redis node or a Redis Cluster (the same keys)."""
 
     def __init__(self, redis: Any) -> None:
         self._redis = redis
@@ -52,7 +49,10 @@ class RedisUnreadCounters:
                 "subjectId": str(notification.subject_id),
             }
         )
-        keys = [counted_key(notification.event_id), unread_notifications_key(notification.user_id)]
+        keys = [
+            counted_notification_key(notification.user_id, notification.event_id),
+            unread_notifications_key(notification.user_id),
+        ]
         args = [COUNTED_TTL_SECONDS, notifications_channel(notification.user_id), message]
         with boundary("Counting an unread notification in Redis", dependency=REDIS):
             return int(await self._count_once(keys=keys, args=args))

@@ -13,12 +13,12 @@ import redis.asyncio as redis_asyncio
 
 from config.notifications import build_notifications_handler
 from config.settings import Settings
-from contracts.keys import unread_notifications_key
+from contracts.keys import notifications_channel, unread_notifications_key
 from contracts.outcomes import ACK, Retry
 from pipelines.notifications.handler import NotificationsHandler
 from pipelines.notifications.plan import plan_notification
 from pipelines.notifications.postgres import PgNotificationStore
-from pipelines.notifications.redis_counters import RedisUnreadCounters, notifications_channel
+from pipelines.notifications.redis_counters import RedisUnreadCounters
 from store.notifications import mark_all_read
 from tests.factories import (
     comment_created,

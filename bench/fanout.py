@@ -7,7 +7,13 @@ flushed before and after. The reference is `redis-benchmark -q -t lpush -P 100`
 run in the same process before and after; the ratio is entries/s divided by
 the mean reference requests/s, so figures from shared machines stay comparable.
 
+With `--cluster` the same runs go through `ClusterFeedStore` on a Redis Cluster:
+a local one of 3 masters started for the run (bench/cluster.py), or the one of
+`--cluster-url` (all its masters are flushed); the reference is then
+`redis-benchmark --cluster -t lpush -P 100` on that cluster.
+
     python -m bench.fanout [--sizes 10000,100000] [--full-sizes 10000,100000] ...
+    python -m bench.fanout --cluster [--cluster-url redis+cluster://host:port/0] ...
 """
 
 from __future__ import annotations
@@ -24,16 +30,19 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import redis.asyncio as aioredis
 import uvloop
+from redis.asyncio.cluster import RedisCluster
 
+from bench.cluster import ClusterTarget, LocalCluster, cluster_benchmark_args
 from config.settings import load_settings
 from contracts.keys import feed_key
 from pipelines.feed.distribution import Distributor
+from pipelines.feed.ports import FeedStore
 from pipelines.feed.redis_feeds import RedisFeedStore
 from transforms.fanout import FanoutPlan, plan_fanout
 
@@ -53,6 +62,7 @@ class Options:
     repeat: int
     reference_requests: int
     paired_requests: int
+    cluster: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,17 +91,87 @@ class Scenario:
         return statistics.median(self.feeds / s / ref for s, ref in pairs)
 
 
-def redis_benchmark(url: str, requests: int) -> float:
-    """Requests/s of raw pipelined LPUSH on the same server and database."""
-    exe = shutil.which("redis-benchmark")
-    if exe is None:
-        raise SystemExit("redis-benchmark is not installed; it provides the reference figure.")
+class Target(Protocol):
+    """Where the benchmark runs: one Redis database, or a Redis Cluster."""
+
+    label: str
+
+    @property
+    def client(self) -> aioredis.Redis | RedisCluster: ...
+
+    async def open(self) -> None: ...
+    def store(self, *, max_length: int, marker_ttl: int) -> FeedStore: ...
+    async def flush(self) -> None: ...
+    async def script_usec(self) -> float: ...
+    async def drop_reference(self) -> None: ...
+    def reference_args(self) -> list[str]: ...
+    async def close(self) -> None: ...
+
+
+class SingleTarget:
+    """One Redis server and database, `RedisFeedStore` (the default mode)."""
+
+    label = "redis-benchmark LPUSH -P 100"
+
+    def __init__(self, url: str, *, max_connections: int) -> None:
+        self.url = url
+        self.client = aioredis.Redis.from_url(
+            url, max_connections=max_connections, socket_timeout=60
+        )
+
+    async def open(self) -> None:
+        return None
+
+    def store(self, *, max_length: int, marker_ttl: int) -> RedisFeedStore:
+        return RedisFeedStore(self.client, max_length=max_length, marker_ttl=marker_ttl)
+
+    async def flush(self) -> None:
+        await flush_and_settle(self.client)
+
+    async def script_usec(self) -> float:
+        """CPU time Redis has spent in EVALSHA so far (INFO commandstats), in µs."""
+        stats = await self.client.info("commandstats")
+        return float(stats.get("cmdstat_evalsha", {}).get("usec", 0))
+
+    async def drop_reference(self) -> None:
+        await self.client.unlink(REFERENCE_KEY)
+
+    def reference_args(self) -> list[str]:
+        return redis_benchmark_args(self.url)
+
+    async def close(self) -> None:
+        await self.client.flushdb(asynchronous=True)
+        await self.client.aclose()
+
+
+def make_target(options: Options) -> Target:
+    connections = options.parallelism + 4
+    if options.cluster:
+        return ClusterTarget(options.redis_url, max_connections=connections)
+    return SingleTarget(options.redis_url, max_connections=connections)
+
+
+def redis_benchmark_args(url: str) -> list[str]:
+    """`redis-benchmark` arguments for the server and database of a `redis://` URL."""
     parts = urlsplit(url)
-    cmd = [exe, "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 6379)]
+    cmd = ["-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 6379)]
     cmd += ["--dbnum", parts.path.lstrip("/") or "0"]
     if parts.password:
         cmd += ["-a", parts.password, "--no-auth-warning"]
-    cmd += ["-q", "-t", "lpush", "-P", "100", "-n", str(requests)]
+    return cmd
+
+
+def redis_benchmark(url: str, requests: int) -> float:
+    """Requests/s of raw pipelined LPUSH on the same server and database."""
+    return run_redis_benchmark(redis_benchmark_args(url), requests)
+
+
+def run_redis_benchmark(args: Sequence[str], requests: int) -> float:
+    """Requests/s of `redis-benchmark <args> -q -t lpush -P 100 -n <requests>`."""
+    exe = shutil.which("redis-benchmark")
+    if exe is None:
+        raise SystemExit("redis-benchmark is not installed; it provides the reference figure.")
+    cmd = [exe, *args, "-q", "-t", "lpush", "-P", "100", "-n", str(requests)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300).stdout
     found = REFERENCE_RE.findall(out.replace("\r", "\n"))
     if not found:
@@ -99,7 +179,9 @@ def redis_benchmark(url: str, requests: int) -> float:
     return float(found[-1])
 
 
-async def prefill(client: aioredis.Redis, recipients: Sequence[uuid.UUID], length: int) -> None:
+async def prefill(
+    client: aioredis.Redis | RedisCluster, recipients: Sequence[uuid.UUID], length: int
+) -> None:
     """Give every feed `length` older post ids: one list built once, then RESTOREd."""
     template = "bench:template"
     olds = [str(uuid.uuid4()) for _ in range(length)]
@@ -138,7 +220,7 @@ async def timed_distribution(distributor: Distributor, plan: FanoutPlan, *, care
 
 
 async def check_feeds(
-    client: aioredis.Redis, plan: FanoutPlan, max_length: int, prefilled: bool
+    client: aioredis.Redis | RedisCluster, plan: FanoutPlan, max_length: int, prefilled: bool
 ) -> None:
     """Spot-check: the post at the head, lengths capped."""
     post = str(plan.post_id).encode()
@@ -155,10 +237,9 @@ async def check_feeds(
             )
 
 
-async def scenario(
-    client: aioredis.Redis, options: Options, feeds: int, *, prefilled: bool
-) -> Scenario:
-    store = RedisFeedStore(client, max_length=options.max_length, marker_ttl=86_400)
+async def scenario(target: Target, options: Options, feeds: int, *, prefilled: bool) -> Scenario:
+    client = target.client
+    store = target.store(max_length=options.max_length, marker_ttl=86_400)
     distributor = Distributor(store, parallelism=options.parallelism)
     recipients = [uuid.uuid4() for _ in range(feeds)]
     base = plan_fanout(uuid.uuid4(), uuid.uuid4(), recipients, options.batch_size)
@@ -168,68 +249,62 @@ async def scenario(
     plan = base
     if prefilled:
         # Filled once: after each push the feeds are full again, the steady state.
-        await flush_and_settle(client)
+        await target.flush()
         await prefill(client, recipients, options.max_length)
     for _ in range(options.repeat):
         if options.paired_requests:
-            references.append(await paired_reference(client, options))
+            references.append(await paired_reference(target, options))
         if not prefilled:
-            await flush_and_settle(client)
+            await target.flush()
         plan = dataclasses.replace(base, post_id=uuid.uuid4())
-        script_before = await script_usec(client)
+        script_before = await target.script_usec()
         seconds.append(await timed_distribution(distributor, plan, careful=False))
-        server_usec.append(await script_usec(client) - script_before)
+        server_usec.append(await target.script_usec() - script_before)
         await check_feeds(client, plan, options.max_length, prefilled)
     # A redelivery of the last post: another owner, so every feed is checked first.
     redelivery = await timed_distribution(distributor, plan, careful=True)
-    await client.flushdb(asynchronous=True)
+    await target.flush()
     return Scenario(
         feeds, prefilled, seconds, references, statistics.median(server_usec) / feeds, redelivery
     )
 
 
-async def script_usec(client: aioredis.Redis) -> float:
-    """CPU time Redis has spent in EVALSHA so far (INFO commandstats), in µs."""
-    stats = await client.info("commandstats")
-    return float(stats.get("cmdstat_evalsha", {}).get("usec", 0))
-
-
-async def paired_reference(client: aioredis.Redis, options: Options) -> float:
+async def paired_reference(target: Target, options: Options) -> float:
     """A short reference run right before a timed run: on a shared machine the load
     changes within seconds, so a ratio per pair is steadier than one over minutes."""
-    rps = await asyncio.to_thread(redis_benchmark, options.redis_url, options.paired_requests)
-    await client.unlink(REFERENCE_KEY)
+    args = target.reference_args()
+    rps = await asyncio.to_thread(run_redis_benchmark, args, options.paired_requests)
+    await target.drop_reference()
     return rps
 
 
-async def warm_up(client: aioredis.Redis, options: Options) -> None:
+async def warm_up(target: Target, options: Options) -> None:
     """Load the script and open the pool's connections outside the timed runs."""
-    store = RedisFeedStore(client, max_length=options.max_length, marker_ttl=60)
+    store = target.store(max_length=options.max_length, marker_ttl=60)
     plan = plan_fanout(uuid.uuid4(), uuid.uuid4(), [uuid.uuid4() for _ in range(2000)], 100)
     await Distributor(store, parallelism=options.parallelism).distribute(
         plan, owner="warm-up", careful=False
     )
-    await flush_and_settle(client)
+    await target.flush()
 
 
 async def run_scenarios(options: Options) -> list[Scenario]:
-    client = aioredis.Redis.from_url(
-        options.redis_url, max_connections=options.parallelism + 4, socket_timeout=60
-    )
+    target = make_target(options)
     try:
-        await flush_and_settle(client)
-        await warm_up(client, options)
-        results = [await scenario(client, options, n, prefilled=False) for n in options.sizes]
-        results += [await scenario(client, options, n, prefilled=True) for n in options.full_sizes]
+        await target.open()
+        await target.flush()
+        await warm_up(target, options)
+        results = [await scenario(target, options, n, prefilled=False) for n in options.sizes]
+        results += [await scenario(target, options, n, prefilled=True) for n in options.full_sizes]
         return results
     finally:
-        await client.flushdb(asynchronous=True)
-        await client.aclose()
+        await target.close()
 
 
 def report(options: Options, results: list[Scenario], before: float, after: float) -> None:
     reference = (before + after) / 2
-    print(f"reference: redis-benchmark LPUSH -P 100: {before:,.0f} / {after:,.0f} req/s")
+    label = ClusterTarget.label if options.cluster else SingleTarget.label
+    print(f"reference: {label}: {before:,.0f} / {after:,.0f} req/s")
     print(
         f"batch size {options.batch_size}, parallelism {options.parallelism},"
         f" feed limit {options.max_length}, median of {options.repeat} runs"
@@ -254,6 +329,7 @@ def _summary(
     reference = (before + after) / 2
     return {
         "bench": "fanout",
+        "mode": "cluster" if options.cluster else "single",
         "reference_lpush_rps": {"before": before, "after": after, "mean": reference},
         "batch_size": options.batch_size,
         "parallelism": options.parallelism,
@@ -291,7 +367,12 @@ def parse_args(argv: Sequence[str]) -> Options:
     parser = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__)
     parser.add_argument("--db", type=int, default=14, help="Redis database to use (flushed)")
     parser.add_argument("--sizes", type=_sizes, default=(10_000, 100_000))
-    parser.add_argument("--full-sizes", type=_sizes, default=(10_000, 100_000))
+    parser.add_argument(
+        "--full-sizes",
+        type=_sizes,
+        default=None,
+        help="pre-filled feeds (default 10000,100000; 10000 with --cluster)",
+    )
     parser.add_argument("--batch-size", type=int, default=settings.fanout_batch_size)
     parser.add_argument("--parallelism", type=int, default=settings.fanout_parallelism)
     parser.add_argument("--max-length", type=int, default=settings.feed_max_length)
@@ -303,31 +384,72 @@ def parse_args(argv: Sequence[str]) -> Options:
         default=300_000,
         help="requests of the short reference before each timed run (0: none)",
     )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="run on a local 3-master Redis Cluster started for the run",
+    )
+    parser.add_argument(
+        "--cluster-url",
+        help="run on this Redis Cluster instead (redis+cluster://host:port/0; FLUSHED)",
+    )
     args = parser.parse_args(argv)
+    cluster = args.cluster or args.cluster_url is not None
+    full_sizes = args.full_sizes
+    if full_sizes is None:
+        full_sizes = (10_000,) if cluster else (10_000, 100_000)
     return Options(
-        redis_url=_with_db(settings.redis_url, args.db),
+        redis_url=(args.cluster_url or "") if cluster else _with_db(settings.redis_url, args.db),
         sizes=args.sizes,
-        full_sizes=args.full_sizes,
+        full_sizes=full_sizes,
         batch_size=args.batch_size,
         parallelism=args.parallelism,
         max_length=args.max_length,
         repeat=args.repeat,
         reference_requests=args.reference_requests,
         paired_requests=args.paired_requests,
+        cluster=cluster,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of `python -m bench.fanout`."""
     options = parse_args(sys.argv[1:] if argv is None else argv)
-    before = redis_benchmark(options.redis_url, options.reference_requests)
+    if not options.cluster or options.redis_url:
+        run(options)
+        return
+    local = LocalCluster(masters=3)
+    try:
+        local.start()
+        run(dataclasses.replace(options, redis_url=local.url))
+    finally:
+        local.close()
+
+
+def run(options: Options) -> None:
+    """The reference, the scenarios, the reference again, then the report."""
+    args = cluster_benchmark_args(options.redis_url) if options.cluster else None
+    args = args or redis_benchmark_args(options.redis_url)
+    before = run_redis_benchmark(args, options.reference_requests)
     try:
         # uvloop, as the worker runs under `socialpipe` (cli.common.run).
         results = uvloop.run(run_scenarios(options))
     finally:
-        after = redis_benchmark(options.redis_url, options.reference_requests)
-        asyncio.run(_flush(options.redis_url))
+        after = run_redis_benchmark(args, options.reference_requests)
+        if options.cluster:
+            asyncio.run(_flush_cluster(options.redis_url))
+        else:
+            asyncio.run(_flush(options.redis_url))
     report(options, results, before, after)
+
+
+async def _flush_cluster(url: str) -> None:
+    target = ClusterTarget(url, max_connections=2)
+    try:
+        await target.open()
+        await target.flush()
+    finally:
+        await target.close()
 
 
 async def _flush(url: str) -> None:

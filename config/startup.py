@@ -16,7 +16,7 @@ import os
 import socket
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
@@ -248,16 +248,29 @@ async def probe_postgres(settings: Settings) -> None:
 
 
 async def probe_redis(settings: Settings) -> None:
+    """One node answers PING; for a `redis+cluster://` URL, any one of its seed nodes."""
     import redis.asyncio as aioredis
 
-    client = aioredis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=PROBE_TIMEOUT, socket_timeout=PROBE_TIMEOUT
-    )
+    from config.clients import cluster_startup_nodes, is_cluster_url
+
+    url, wait = settings.redis_url, PROBE_TIMEOUT
+    if is_cluster_url(url):
+        clients = [
+            aioredis.Redis(host=host, port=port, socket_connect_timeout=wait, socket_timeout=wait)
+            for host, port in cluster_startup_nodes(url)
+        ]
+    else:
+        clients = [aioredis.Redis.from_url(url, socket_connect_timeout=wait, socket_timeout=wait)]
     try:
-        with dependency("Redis", host_port(settings.redis_url, 6379)):
-            await client.ping()
+        with dependency("Redis", host_port(url, 6379)):
+            for client in clients[:-1]:
+                with suppress(*_connection_errors()):
+                    await client.ping()
+                    return
+            await clients[-1].ping()
     finally:
-        await client.aclose()
+        for client in clients:
+            await client.aclose()
 
 
 async def probe_search(settings: Settings) -> None:

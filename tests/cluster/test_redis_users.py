@@ -25,6 +25,7 @@ from config.clients import open_any_redis
 from config.feed import build_feed_handler
 from config.notifications import build_notifications_handler
 from config.reconcile import build_feed_reconciler, build_notification_reconciler
+from config.startup import DependencyStartError, probe_redis
 from contracts.keys import (
     careful_until_key,
     counted_notification_key,
@@ -70,6 +71,18 @@ async def test_open_any_redis_gives_a_cluster_client_for_a_cluster_url(
     client = await open_any_redis(stack, settings_factory(redis_url=redis_cluster_url))
     assert isinstance(client, RedisCluster)
     assert await client.ping()
+
+
+async def test_the_start_up_probe_accepts_a_cluster_url_and_names_it_when_down(
+    redis_cluster_url: str, settings_factory: SettingsFactory
+) -> None:
+    # One seed that does not answer is fine while another does
+    dead = "127.0.0.1:1"
+    alive = redis_cluster_url.replace("redis+cluster://", f"redis+cluster://{dead},")
+    await probe_redis(settings_factory(redis_url=alive))
+    with pytest.raises(DependencyStartError) as raised:
+        await probe_redis(settings_factory(redis_url=f"redis+cluster://{dead}/0"))
+    assert dead in str(raised.value) and "Redis" in str(raised.value)
 
 
 async def test_notifications_are_counted_once_per_event_and_published_across_nodes(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -48,11 +51,27 @@ def answers(url: str) -> bool:
         return False
 
 
+@pytest.fixture
+def private_run_dir() -> Iterator[Path]:
+    """A run folder outside pytest's base temp folder.
+
+    The embedded PostgreSQL runs as an unprivileged user when the tests run as
+    root, so every parent folder must stay traversable; pytest sets its base temp
+    folder back to mode 0700 whenever a pytest session starts on the machine.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="socialpipe-services-"))
+    folder.chmod(0o755)
+    try:
+        yield folder / "run"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 async def test_unreachable_services_are_replaced_by_embedded_ones_that_stop(
-    tmp_path: Path,
+    private_run_dir: Path,
 ) -> None:
     # GIVEN configured services that do not answer
-    run_dir = tmp_path / "run"
+    run_dir = private_run_dir
     # WHEN ensure runs
     started = services("ensure", run_dir, **CLOSED)
     try:

@@ -5,9 +5,9 @@ HTTP) consumes one PostCreated whose author has 12,000 connections, while:
 
 * a master is SIGKILLed: its replica is promoted, the message is retried, and
   no feed holds the post twice; what the promoted replica lost (writes its
-  master acknowledged but had not replicated) is counted, then repaired by a
-  careful redelivery, the way `reconcile feeds` repairs it (its careful-until
-  mark), and counted again;
+  master acknowledged but had not replicated: its link is cut just before the
+  kill) is counted, then repaired by `reconcile feeds` (its composition root,
+  over the same graph in PostgreSQL) for those users, and counted again;
 * slots are resharded back and forth between two masters with
   `redis-cli --cluster reshard`: nothing is lost, nothing duplicated.
 
@@ -25,19 +25,22 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from config.clients import open_sns, open_sqs
 from config.feed import build_feed_handler
+from config.reconcile import build_feed_reconciler
 from config.settings import Settings
 from config.worker import consumer_options, pipeline_queue
 from consumers.publish import send_raw
 from consumers.runtime import SqsConsumer
 from consumers.topology import ensure_topology
-from contracts.events import Envelope
-from contracts.keys import careful_until_key, fanout_marker_key
+from contracts.events import Envelope, PostCreated
+from contracts.keys import fanout_marker_key
+from reconcile.feeds import FeedReconcileOptions
 from tests.cluster.conftest import LocalCluster
 from tests.cluster.faults import (
     Node,
@@ -146,6 +149,28 @@ def _fan_out(source: FakeConnectionSource) -> tuple[list[uuid.UUID], Envelope]:
     return friends, post_created(author_id=author)
 
 
+async def _in_postgres(db: asyncpg.Pool, event: Envelope, friends: list[uuid.UUID]) -> None:
+    """The same graph and post in PostgreSQL, the truth `reconcile feeds` reads."""
+    payload = event.payload
+    assert isinstance(payload, PostCreated)
+    users = [payload.author_id, *friends]
+    async with db.acquire() as conn:
+        await conn.copy_records_to_table(
+            "users", records=[(u, f"{u}@example.test") for u in users], columns=["id", "email"]
+        )
+        await conn.copy_records_to_table(
+            "connections",
+            records=[(payload.author_id, f, "accepted") for f in friends],
+            columns=["requester_id", "addressee_id", "status"],
+        )
+        await conn.execute(
+            "INSERT INTO posts (id, author_id, text_content, created_at) VALUES ($1, $2, 'x', $3)",
+            payload.post_id,
+            payload.author_id,
+            payload.created_at,
+        )
+
+
 async def _kill_when_written(cluster: LocalCluster, victim: Node, replica: Node, keys: int) -> int:
     """Once `victim` holds `keys` keys, its replica is cut off (stopped, its link
     closed) for a moment while the fan-out goes on; then `victim` is SIGKILLed. The
@@ -172,12 +197,13 @@ def _line(name: str, counts: Tally) -> str:
 
 
 @pytest.mark.timeout(90)
-async def test_a_master_killed_mid_fan_out_leaves_no_duplicate_and_repair_fills_the_gaps(
-    aws: str, private_cluster: LocalCluster, stack: AsyncExitStack
+async def test_a_master_killed_mid_fan_out_leaves_no_duplicate_and_reconcile_fills_the_gaps(
+    aws: str, private_cluster: LocalCluster, stack: AsyncExitStack, db: asyncpg.Pool
 ) -> None:
     # GIVEN a worker fanning out one post to 12,000 feeds, batch by batch
     source = FakeConnectionSource()
     friends, event = _fan_out(source)
+    await _in_postgres(db, event, friends)
     post = event.payload.post_id  # type: ignore[union-attr]
     settings = _settings(aws, private_cluster, fanout_batch_size=100, fanout_parallelism=1)
     worker = await _running_worker(stack, settings, source)
@@ -205,20 +231,22 @@ async def test_a_master_killed_mid_fan_out_leaves_no_duplicate_and_repair_fills_
     assert before.duplicated == []
     assert before.missing, "the promoted replica lost none of its master's last writes"
 
-    # …and a careful redelivery (the fan-out marker gone, reconcile's careful-until
-    # mark set) writes exactly the missing feeds
-    await client.delete(fanout_marker_key(post))
-    await client.set(careful_until_key(), str(time.time() + 60))
-    await asyncio.sleep(1.2)  # the worker re-reads the mark at most once a second
-    await worker.send(event)
-    await worker.drained()
-    await client.delete(careful_until_key())
+    # …and `reconcile feeds` for those users writes exactly the missing entries
+    options = FeedReconcileOptions(user_ids=tuple(friends), max_length=settings.feed_max_length)
+    async with AsyncExitStack() as run:
+        repair = await (await build_feed_reconciler(run, settings, options)).run()
+    async with AsyncExitStack() as run:
+        recheck = await (await build_feed_reconciler(run, settings, options)).run()
     after = await tally(client, friends, post)
     print(
         f"\nfailover: killed {victim.port} at {killed_at:.2f} s holding {held_at_kill} keys;"
         f" replica promoted in {promotion:.2f} s; queue drained at {done_at:.2f} s;"
-        f" {_line('before repair', before)}; {_line('after repair', after)}"
+        f" {_line('before repair', before)}; reconcile: missing={repair.missing}"
+        f" duplicate={repair.duplicate} repaired={repair.repaired} in {repair.duration:.2f} s;"
+        f" {_line('after repair', after)}"
     )
+    assert (repair.missing, repair.duplicate, repair.extra) == (len(before.missing), 0, 0)
+    assert (recheck.missing, recheck.duplicate, recheck.repaired) == (0, 0, 0)
     assert (after.once, after.missing, after.duplicated) == (FRIENDS, [], [])
     assert await depth(worker.sqs, worker.dlq_url) == 0
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 import uuid
 from collections import defaultdict
@@ -70,6 +71,10 @@ from pipelines.feed.ports import BatchResult
 from pipelines.feed.redis_feeds import bulk, feed_keys_resp
 
 PUSH_SCRIPT: Final = resources.files("pipelines.feed").joinpath("cluster_push.lua").read_bytes()
+# Redis 7 and newer: one call per node for every feed of a batch on that node.
+PUSH_MANY_SCRIPT: Final = (
+    resources.files("pipelines.feed").joinpath("cluster_push_many.lua").read_bytes()
+)
 
 # Returns {done, careful, ms to wait for another owner's unchecked pushes}.
 # KEYS[1] marker; ARGV: digest, owner, "1" to force careful, marker ttl (s), lease (ms).
@@ -161,6 +166,8 @@ class ClusterFeedStore:
         self._claim = client.register_script(CLAIM)
         self._finish = client.register_script(FINISH)
         self._sha: bytes | None = None
+        # None until loaded; b"" when the servers refuse it (before Redis 7).
+        self._many_sha: bytes | None = None
 
     async def push_batch(
         self,
@@ -238,6 +245,8 @@ class ClusterFeedStore:
         await self._client.initialize()
         if self._sha is None:
             self._sha = await self._load_everywhere()
+        if self._many_sha is None:
+            self._many_sha = await self._load_many_everywhere()
         keys = _split_keys(feed_keys_resp(recipients), len(recipients))
         state = _Round()
         pending, asks = list(range(len(recipients))), dict[int, ClusterNode]()
@@ -248,7 +257,9 @@ class ClusterFeedStore:
                 pause *= 2
                 careful = True  # a lost reply does not say whether the push happened
             state.retry, state.asks, state.unreachable = [], {}, None
-            await self._round(post, keys, pending, asks, careful, state)
+            # Only the first round takes the one-call-per-node path: a feed it could
+            # not write goes round again alone, where the cluster redirects it.
+            await self._round(post, keys, pending, asks, careful, state, whole=attempt == 0)
             pending, asks = state.retry, state.asks
             if not pending:
                 return state
@@ -265,6 +276,8 @@ class ClusterFeedStore:
         asks: dict[int, ClusterNode],
         careful: bool,
         state: _Round,
+        *,
+        whole: bool = False,
     ) -> None:
         groups: dict[tuple[ClusterNode, bool], list[int]] = defaultdict(list)
         nodes = self._client.nodes_manager
@@ -281,10 +294,50 @@ class ClusterFeedStore:
                 continue
             groups[node, False].append(i)
         calls = [
-            self._node_round(node, asking, post, keys, items, careful, state)
+            self._node_whole(node, post, keys, items, careful, state)
+            if whole and not asking and self._many_sha and len(items) > 1
+            else self._node_round(node, asking, post, keys, items, careful, state)
             for (node, asking), items in groups.items()
         ]
         await asyncio.gather(*calls)
+
+    async def _node_whole(
+        self,
+        node: ClusterNode,
+        post: bytes,
+        keys: list[bytes],
+        items: list[int],
+        careful: bool,
+        state: _Round,
+    ) -> None:
+        """Every feed of `items` (all on `node`) in one script call: one reply to read."""
+        assert self._many_sha
+        head = b"*%d\r\n$7\r\nEVALSHA\r\n" % (7 + len(items)) + bulk(self._many_sha)
+        args = bulk(post) + bulk(b"1" if careful else b"0") + bulk(self._max_length)
+        packed = b"".join([head, b"$1\r\n1\r\n", keys[items[0]], args, *(keys[i] for i in items)])
+        try:
+            (reply,) = await _exchange(node, packed, 1, False)
+        except _UNREACHABLE as exc:
+            state.retry.extend(items)
+            state.unreachable = exc
+            await self._refresh()
+            return
+        if isinstance(reply, NoScriptError):
+            await node.execute_command("SCRIPT", "LOAD", PUSH_MANY_SCRIPT)
+        replies = reply if isinstance(reply, list) else [reply] * len(items)
+        written, skipped = replies.count(1), replies.count(0)
+        if written + skipped == len(items):
+            # The usual reply: every feed served. Counted without a call per feed.
+            state.written += written
+            state.skipped += skipped
+            return
+        for i, element in zip(items, replies, strict=True):
+            if isinstance(element, ResponseError) and not isinstance(element, _RETRYABLE):
+                # A feed this node would not take in the script (its slot is migrating
+                # away, or a script error): nothing was written; redirected alone next.
+                state.retry.append(i)
+            else:
+                await self._record(i, element, node, state)
 
     async def _node_round(
         self,
@@ -346,6 +399,14 @@ class ClusterFeedStore:
             sha = await self._load_on(node)
         return sha
 
+    async def _load_many_everywhere(self) -> bytes:
+        try:
+            for node in self._client.get_primaries():
+                await node.execute_command("SCRIPT", "LOAD", PUSH_MANY_SCRIPT)
+        except ResponseError:
+            return b""  # script flags need Redis 7: one script call per feed instead
+        return _sha1(PUSH_MANY_SCRIPT)
+
     async def _load_on(self, node: ClusterNode) -> bytes:
         raw = await node.execute_command("SCRIPT", "LOAD", PUSH_SCRIPT)
         return raw.encode() if isinstance(raw, str) else bytes(raw)
@@ -360,6 +421,10 @@ class _Claim:
 _KEY_RECORD_LENGTH: Final = len(feed_keys_resp([uuid.UUID(int=0)]))
 # Where the key itself starts inside its RESP record (after `$<len>\r\n`).
 _KEY_START: Final = feed_keys_resp([uuid.UUID(int=0)]).index(b"\r\n") + 2
+
+
+def _sha1(script: bytes) -> bytes:
+    return hashlib.sha1(script).hexdigest().encode()
 
 
 def _split_keys(packed: bytes, count: int) -> list[bytes]:

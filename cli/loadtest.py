@@ -25,6 +25,7 @@ from loadtest.bus import BusError
 from loadtest.emulator import EmulatorError
 from loadtest.graph import LOADTEST_SHAPE, GraphShape
 from loadtest.processes import ProcessError
+from loadtest.redis_cluster import ClusterError
 from loadtest.report import LoadReport, report_table, summary_lines
 from loadtest.runner import LoadOptions, Progress, run_loadtest
 from store.migrate import MigrationError
@@ -120,6 +121,21 @@ def loadtest(
         " KAFKA_BOOTSTRAP_SERVERS. Kafka only.",
         show_default=False,
     ),
+    redis_cluster: bool = typer.Option(
+        False,
+        "--redis-cluster",
+        help="Start a local Redis Cluster (3 masters on loopback) for the run and point"
+        " the probes and the started workers at it; stopped at the end. Without it,"
+        " REDIS_URL (one node, or a redis+cluster:// URL) is used.",
+    ),
+    database_read_url: str | None = typer.Option(
+        None,
+        "--database-read-url",
+        help="DATABASE_READ_URL of the started workers: a streaming replica of"
+        " DATABASE_URL's server (its database becomes --database). Default:"
+        " DATABASE_READ_URL, else every read goes to the primary.",
+        show_default=False,
+    ),
     through_api: bool = typer.Option(
         False, "--through-api", help="Drive the load through the GraphQL API and the relay."
     ),
@@ -152,6 +168,12 @@ def loadtest(
         emulator, broker = bus_choices(bus, emulator, broker)
     except OptionMismatch as exc:
         fail(str(exc), code=2)
+    if attach and (redis_cluster or database_read_url):
+        fail(
+            "--redis-cluster and --database-read-url configure the workers a run starts;"
+            " attached workers keep their own REDIS_URL and DATABASE_READ_URL.",
+            code=2,
+        )
     hubs = tuple(int(x) for x in hub_connections.split(",") if x.strip())
     options = LoadOptions(
         users=users,
@@ -177,6 +199,8 @@ def loadtest(
         hub_post_share=hub_post_share,
         drain_seconds=drain,
         out_dir=out,
+        redis_cluster=redis_cluster,
+        database_read_url=database_read_url,
     )
     console = Console(stderr=True)
     if not json_only:
@@ -184,7 +208,9 @@ def loadtest(
             f"[bold]socialpipe loadtest[/] over {bus.value}: {users} users, "
             f"{posts_per_minute:g} posts/min, "
             f"{profile_updates_per_second:g} profile updates/s, {warmup:g}+{duration:g} s, "
-            f"{'attached workers' if attach else f'{workers} worker(s) per pipeline'} …"
+            f"{'attached workers' if attach else f'{workers} worker(s) per pipeline'}"
+            f"{', on a local Redis Cluster' if redis_cluster else ''}"
+            f"{', reading a replica' if database_read_url else ''} …"
         )
     report = execute(console, lambda progress: run_loadtest(cfg, options, progress=progress))
     emit(report, out, json_only)
@@ -194,6 +220,7 @@ def loadtest(
 # Failures a load run expects (a service down, a child that did not start): their
 # message is already one sentence.
 SENTENCES: Final = (
+    ClusterError,
     EmulatorError,
     BrokerError,
     BusError,

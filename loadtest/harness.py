@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import asyncpg
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 
-from config.clients import open_redis
+from config.clients import AnyRedis, open_any_redis
 from config.settings import Settings
 from contracts.keys import connections_cache_key, feed_key
 from loadtest import emulator as emu
@@ -73,6 +74,12 @@ class LoadOptions:
     out_dir: Path = Path("out/loadtest")
     picture: bool = True
     senders: int = 4
+    # Start a local 3-master Redis Cluster for the run (loadtest.redis_cluster); the run's
+    # REDIS_URL becomes its redis+cluster:// URL, for the probes and the workers.
+    redis_cluster: bool = False
+    # DATABASE_READ_URL of the started workers (a replica of DATABASE_URL's server);
+    # its database is replaced by `database`, as DATABASE_URL's is.
+    database_read_url: str | None = None
 
 
 @dataclass
@@ -81,7 +88,7 @@ class Harness:
 
     settings: Settings
     pool: asyncpg.Pool
-    redis: aioredis.Redis
+    redis: AnyRedis
     bus: Bus
     graph: SocialGraph
     connections: int
@@ -93,10 +100,19 @@ class Harness:
     backlog_max: dict[str, int] = field(default_factory=dict)
 
 
-def run_settings(base: Settings, options: LoadOptions, bus: dict[str, str]) -> Settings:
-    """The run's settings: its database, its bus (`bus` from `bus_endpoint`), quiet workers."""
+def run_settings(
+    base: Settings, options: LoadOptions, bus: dict[str, str], redis: dict[str, str] | None = None
+) -> Settings:
+    """The run's settings: its database, its bus (`bus` from `bus_endpoint`), quiet workers.
+
+    `redis` (from `redis_endpoint`) points the run at the Redis Cluster it started.
+    A read URL (`--database-read-url`, else DATABASE_READ_URL) names the run's
+    database too: a streaming replica holds every database of its primary.
+    """
+    read_url = options.database_read_url or base.database_read_url
     update: dict[str, Any] = {
         "database_url": with_database(base.database_url, options.database),
+        "database_read_url": with_database(read_url, options.database) if read_url else None,
         "event_transport": options.transport,
         # Short long-polls so workers stop quickly; a receive returns as soon as
         # messages arrive, so latency does not depend on it.
@@ -107,6 +123,7 @@ def run_settings(base: Settings, options: LoadOptions, bus: dict[str, str]) -> S
         "log_level": "WARNING",
     }
     update.update(bus)
+    update.update(redis or {})
     if options.mode == "api" and base.api_token_secret is None:
         update["api_token_secret"] = secrets.token_urlsafe(48)
     return base.model_copy(update=update)
@@ -133,12 +150,33 @@ def bus_endpoint(options: LoadOptions) -> Iterator[dict[str, str]]:
         yield {"aws_endpoint_url": url}
 
 
+@contextlib.contextmanager
+def redis_endpoint(options: LoadOptions) -> Iterator[dict[str, str]]:
+    """Start the run's local Redis Cluster if asked; yields the settings that point at it.
+
+    Three masters, no replicas, on loopback (`loadtest.redis_cluster.LocalCluster`), stopped
+    and removed when the run ends, failed or not. Without `redis_cluster` nothing
+    is started and REDIS_URL (one node or a `redis+cluster://` URL) is used.
+    """
+    if not options.redis_cluster:
+        yield {}
+        return
+    from loadtest.redis_cluster import LocalCluster
+
+    cluster = LocalCluster(masters=3)
+    try:
+        cluster.start()
+        yield {"redis_url": cluster.url}
+    finally:
+        cluster.close()
+
+
 async def prepare(stack: AsyncExitStack, settings: Settings, options: LoadOptions) -> Harness:
     """Migrate, reset and seed; open the clients and the topology; build the probes."""
     await upgrade(settings.database_url)
     pool = await create_pool(settings.database_url, min_size=2, max_size=12)
     stack.push_async_callback(pool.close)
-    redis = await open_redis(stack, settings, max_connections=16)
+    redis = await open_any_redis(stack, settings, max_connections=16)
     graph = await asyncio.to_thread(
         build_graph, options.users, seed=options.seed, shape=options.shape
     )
@@ -181,11 +219,35 @@ async def _index(stack: AsyncExitStack, settings: Settings) -> VersionSource:
     return IndexVersions(await open_search_index(stack, settings))
 
 
-async def forget_users(redis: aioredis.Redis, users: tuple[Any, ...]) -> None:
+async def forget_users(redis: AnyRedis, users: tuple[Any, ...]) -> None:
     """Delete the graph users' feeds and cached connections, so a run starts cold and empty."""
     keys = [k for u in users for k in (feed_key(u), connections_cache_key(u), stale_cache_key(u))]
-    for start in range(0, len(keys), 5000):
-        await redis.delete(*keys[start : start + 5000])
+    await delete_keys(redis, keys)
+
+
+DELETE_CHUNK = 5000
+
+
+async def delete_keys(redis: AnyRedis, keys: list[str]) -> None:
+    """DEL `keys`, 5,000 at a time: one DEL per chunk on one node.
+
+    On a cluster a DEL may only name keys of one slot, so each chunk becomes one
+    DEL per slot, sent in a pipeline: one round trip per master per chunk (the
+    client's own multi-key DEL sends every slot's DEL at once and runs out of
+    connections on a large graph).
+    """
+    for start in range(0, len(keys), DELETE_CHUNK):
+        chunk = keys[start : start + DELETE_CHUNK]
+        if not isinstance(redis, RedisCluster):
+            await redis.delete(*chunk)
+            continue
+        slots: dict[int, list[str]] = {}
+        for key in chunk:
+            slots.setdefault(key_slot(key.encode()), []).append(key)
+        async with redis.pipeline(transaction=False) as pipe:
+            for same_slot in slots.values():
+                pipe.execute_command("DEL", *same_slot)
+            await pipe.execute()
 
 
 def build_group(h: Harness, options: LoadOptions) -> ProcessGroup | None:

@@ -16,8 +16,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
+from config.clients import AnyRedis
 from contracts.keys import fanout_marker_key, feed_key
 
 Clock = Callable[[], float]
@@ -185,7 +186,7 @@ class FeedProbe:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: AnyRedis,
         *,
         interval: float = 0.01,
         clock: Clock = time.time,
@@ -315,18 +316,25 @@ class FeedProbe:
     async def _gone_from_full_feeds(self, posts: list[_Pending], max_length: int) -> list[str]:
         """Posts absent from every watched feed they still miss, each of them full.
 
-        One MULTI, so each feed's presence and length are read at the same instant.
+        One node: one MULTI, so each feed's presence and length are read at the
+        same instant. A cluster cannot run a MULTI over feeds of several slots, so
+        there each feed's length is read before its LPOS in a plain pipeline (the
+        commands of one key run in order on its node): a feed that was full stays
+        full (the workers push and trim at the cap), so full-then-absent proves the
+        same as full-and-absent.
         """
         if not posts:
             return []
         checks = [(p, feed) for p in posts for feed in p.feeds]
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(
+            transaction=not isinstance(self.redis, RedisCluster)
+        ) as pipe:
             for pending, feed in checks:
-                pipe.lpos(feed, pending.post_id)
                 pipe.llen(feed)
+                pipe.lpos(feed, pending.post_id)
             replies = await pipe.execute()
         gone: dict[str, bool] = {}
-        for (pending, _feed), position, length in zip(
+        for (pending, _feed), length, position in zip(
             checks, replies[::2], replies[1::2], strict=True
         ):
             trimmed_here = position is None and length >= max_length

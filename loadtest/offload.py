@@ -28,7 +28,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from config.clients import open_redis
+from config.clients import open_any_redis
 from config.settings import Settings
 from loadtest.drivers import DirectPosts, DirectProfiles, Driver, DriverStats, PostScript, pump
 from loadtest.latency import FeedProbe, OpenLoop, summarize
@@ -150,7 +150,7 @@ async def _driver(
 ) -> tuple[Driver, FeedProbe | SearchProbe]:
     if spec.kind == "posts":
         assert spec.script is not None
-        redis = await open_redis(stack, spec.settings, max_connections=4)
+        redis = await open_any_redis(stack, spec.settings, max_connections=4)
         feeds = FeedProbe(
             redis, interval=spec.probe_interval, feed_max_length=spec.settings.feed_max_length
         )

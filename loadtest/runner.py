@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 
 from api.auth import Tokens
+from config.clients import is_cluster_url
 from config.settings import Settings
 from contracts.keys import fanout_marker_key
 from loadtest.drivers import ApiPosts, ApiProfiles, AuthorPicker, Driver, GraphQL, PostScript, pump
@@ -34,8 +35,10 @@ from loadtest.harness import (
     LoadOptions,
     build_group,
     bus_endpoint,
+    delete_keys,
     forget_users,
     prepare,
+    redis_endpoint,
     run_settings,
     worker_ready_urls,
 )
@@ -245,8 +248,8 @@ async def run_loadtest(
     say = progress or (lambda _line: None)
     started = time.monotonic()
     load_before = loadavg()
-    with bus_endpoint(options) as bus:
-        settings = run_settings(base, options, bus)
+    with bus_endpoint(options) as bus, redis_endpoint(options) as redis:
+        settings = run_settings(base, options, bus, redis)
         async with AsyncExitStack() as stack:
             h = await prepare(stack, settings, options)
             h.group = build_group(h, options)
@@ -283,9 +286,7 @@ async def _maybe_running(group: ProcessGroup | None, grace: float) -> AsyncItera
 
 async def forget_markers(h: Harness, posts: list[uuid.UUID]) -> None:
     """Fan-out markers of load-test posts would otherwise linger until their TTL."""
-    keys = [fanout_marker_key(p) for p in posts]
-    for start in range(0, len(keys), 5000):
-        await h.redis.delete(*keys[start : start + 5000])
+    await delete_keys(h.redis, [fanout_marker_key(p) for p in posts])
 
 
 def _stream(
@@ -330,6 +331,8 @@ def assemble(
             "warmup": options.warmup,
             "workers": "attached" if options.attach else options.workers,
             "mode": options.mode,
+            "redis": "cluster" if is_cluster_url(h.settings.redis_url) else "one node",
+            "database_reads": "replica" if h.settings.database_read_url else "primary",
             # How late the driver itself started the most delayed event (counted in latency).
             "driver_max_lag_seconds": {
                 "posts": round(posts.stats.max_lag, 3),

@@ -7,6 +7,7 @@ import uuid
 
 import redis.asyncio as redis_asyncio
 
+from config.clients import AnyRedis
 from contracts.keys import fanout_marker_key, feed_key
 from loadtest.latency import FeedProbe
 
@@ -67,12 +68,12 @@ async def test_drain_reports_posts_that_never_arrive(redis_client: redis_asyncio
 MAX_LENGTH = 5
 
 
-async def fill_feed(redis: redis_asyncio.Redis, user: uuid.UUID, posts: int) -> None:
+async def fill_feed(redis: AnyRedis, user: uuid.UUID, posts: int) -> None:
     """A feed holding `posts` other posts, as fan-out leaves it (newest at the head)."""
     await redis.lpush(feed_key(user), *(str(uuid.uuid4()) for _ in range(posts)))
 
 
-async def fan_out_done(redis: redis_asyncio.Redis, post: uuid.UUID, batches: int) -> None:
+async def fan_out_done(redis: AnyRedis, post: uuid.UUID, batches: int) -> None:
     """The fan-out marker as the Lua script leaves it once `batches` batches are done."""
     digests = [x for i in range(batches) for x in (f"digest-{i}", "1")]
     await redis.hset(fanout_marker_key(post), items=["owner", "worker-1", *digests])

@@ -151,6 +151,17 @@ def own_redis() -> Iterator[tuple[str, int]]:
         proc.wait(10)
 
 
+def preemptions(pids: set[int]) -> int:
+    """Involuntary context switches of the given processes so far (taken off a core)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("nonvoluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+    return total
+
+
 def process_table() -> dict[int, tuple[int, int]]:
     """Every process on the machine: pid -> (parent pid, CPU ticks)."""
     table = {}
@@ -190,6 +201,7 @@ class Snapshot:
     at: float
     depth: int
     workers: int  # ticks
+    preempted: int  # the workers' involuntary context switches
     emulator: int  # ticks
     bench: float  # seconds, this process
     redis: float  # seconds
@@ -234,6 +246,7 @@ async def snapshot(rig: Rig, workers: set[int]) -> Snapshot:
         at=time.monotonic(),
         depth=depth,
         workers=tree_ticks(table, workers),
+        preempted=preemptions(workers),
         emulator=tree_ticks(table, own),
         bench=time.process_time(),
         redis=await redis_cpu(rig.redis),
@@ -337,6 +350,9 @@ async def run_workers(rig: Rig, count: int, warmup: float, window: float) -> dic
         "events_per_s": round(settled / wall, 1),
         "worker_cpu_s": round(cpu["workers"], 2),
         "events_per_worker_cpu_s": round(settled / cpu["workers"], 1) if cpu["workers"] else 0.0,
+        "preempted_per_1000_events": round((last.preempted - first.preempted) * 1000 / settled, 1)
+        if settled
+        else 0.0,
         "cpu_ms_per_event": {
             k: round(v * 1000 / settled, 3) if settled else 0.0 for k, v in cpu.items()
         },
@@ -400,7 +416,9 @@ def where_lost(runs: list[dict[str, Any]], cores: int) -> list[str]:
             f"{ms1['workers']:.2f} -> {ms['workers']:.2f} ms, PostgreSQL "
             f"{ms1['postgres']:.2f} -> {ms['postgres']:.2f} ms, Redis "
             f"{ms1['redis']:.2f} -> {ms['redis']:.2f} ms, emulator "
-            f"{ms1['emulator']:.2f} -> {ms['emulator']:.2f} ms"
+            f"{ms1['emulator']:.2f} -> {ms['emulator']:.2f} ms; workers taken off a core "
+            f"{first['preempted_per_1000_events']:.0f} -> {run['preempted_per_1000_events']:.0f}"
+            " times per 1000 events"
         )
     return notes
 
@@ -461,7 +479,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     for run in result["runs"]:
         used = ", ".join(f"{k} {v:.2f}" for k, v in run["cores_used"].items())
-        print(f"  {run['workers']} workers, cores used: {used}")
+        print(
+            f"  {run['workers']} workers, cores used: {used}; workers taken off a core"
+            f" {run['preempted_per_1000_events']:.0f} times per 1000 events"
+        )
     for note in where_lost(result["runs"], cores or 1):
         print(f"below {TARGET_EFFICIENCY:.0%}: {note}")
     print(json.dumps(result))

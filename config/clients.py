@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ from aiobotocore.session import get_session
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
 from config.settings import Settings
 from contracts.outcomes import Probe
@@ -63,8 +65,24 @@ async def open_any_redis(
     other URL one node's client (`open_redis`). Both take the same keys.
     """
     if is_cluster_url(settings.redis_url):
-        return open_redis_cluster(stack, settings.redis_url, max_connections=max_connections)
+        client = open_redis_cluster(stack, settings.redis_url, max_connections=max_connections)
+        await warm_up_cluster(client)
+        return client
     return await open_redis(stack, settings, max_connections=max_connections)
+
+
+async def warm_up_cluster(client: RedisCluster) -> None:
+    """Learn the cluster's slots now, before concurrent commands arrive.
+
+    The client learns them lazily, on its first command; when many commands are
+    its first at once (a worker's first burst of messages), each starts that
+    discovery and they close one another's connections: "Connection closed by
+    server", "unable to perform operation on <TCPTransport …>", "'NoneType'
+    object has no attribute 'writelines'". A cluster that does not answer yet is
+    left to that lazy discovery, as before (the start-up probe reports it).
+    """
+    with contextlib.suppress(RedisError, OSError):
+        await client.initialize()
 
 
 async def open_redis(

@@ -15,7 +15,12 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from config.clients import is_cluster_url, no_client_retries, open_redis_cluster
+from config.clients import (
+    is_cluster_url,
+    no_client_retries,
+    open_redis_cluster,
+    warm_up_cluster,
+)
 from config.search import open_read_pool, primary_and_replica_probe
 from config.settings import Settings
 from contracts.failures import POSTGRES, REDIS
@@ -105,6 +110,8 @@ async def build_feed_handler(
         connection_source, probes[POSTGRES] = await open_connection_source(stack, settings, pool)
     if redis is None:
         redis = open_feed_redis(stack, settings)
+        if isinstance(redis, RedisCluster):
+            await warm_up_cluster(redis)
     probes[REDIS] = redis.ping
     breaker = CircuitBreaker(
         "connections",

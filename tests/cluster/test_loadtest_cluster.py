@@ -7,12 +7,14 @@ if the workers fanned it out into the cluster's feeds.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ import redis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
-from config.clients import cluster_startup_nodes, is_cluster_url
+from config.clients import cluster_startup_nodes, is_cluster_url, open_any_redis
 from contracts.keys import fanout_marker_key, feed_key
 from loadtest.harness import LoadOptions, delete_keys, redis_endpoint
 from loadtest.latency import FeedProbe
@@ -126,3 +128,20 @@ def test_redis_cluster_option_starts_a_cluster_and_stops_it() -> None:
     # AND without the option nothing is started
     with redis_endpoint(LoadOptions()) as update:
         assert update == {}
+
+
+async def test_a_burst_of_first_commands_on_a_new_cluster_client_all_succeed(
+    redis_cluster_url: str,
+) -> None:
+    # GIVEN a cluster client just opened from a redis+cluster:// REDIS_URL
+    async with AsyncExitStack() as stack:
+        client = await open_any_redis(
+            stack, make_settings(redis_url=redis_cluster_url), max_connections=200
+        )
+        # WHEN 90 commands are its first, all at once, over every master
+        keys = [feed_key(uuid.uuid4()) for _ in range(90)]
+        replies = await asyncio.gather(
+            *(client.lpush(key, "x") for key in keys), return_exceptions=True
+        )
+    # THEN every one succeeded (lazy slot discovery raced and closed connections)
+    assert replies == [1] * len(keys)

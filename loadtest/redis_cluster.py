@@ -79,7 +79,7 @@ class LocalCluster:
             )
         deadline = time.monotonic() + START_SECONDS
         for port in self.ports:
-            _wait(partial(_pings, port), deadline, f"node {port} answering")
+            _wait(partial(pings, port), deadline, f"node {port} answering")
         nodes = [f"{LOOPBACK}:{p}" for p in self.ports]
         replicas = ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
         done = subprocess.run(
@@ -91,7 +91,7 @@ class LocalCluster:
         if done.returncode != 0:
             raise ClusterError(f"redis-cli --cluster create failed: {done.stdout[-2000:]!r}")
         for port in self.ports:
-            _wait(partial(_cluster_ok, port), deadline, f"cluster state ok on {port}")
+            _wait(partial(cluster_ok, port), deadline, f"cluster state ok on {port}")
 
     def close(self) -> None:
         for process in self.processes:
@@ -134,20 +134,20 @@ def _wait(ready: Callable[[], bool], deadline: float, what: str) -> None:
         time.sleep(0.02)
 
 
-def _client(port: int) -> redis.Redis:
+def node_client(port: int) -> redis.Redis:
     return redis.Redis(host=LOOPBACK, port=port, socket_timeout=2.0, socket_connect_timeout=0.5)
 
 
-def _pings(port: int) -> bool:
+def pings(port: int) -> bool:
     try:
-        with _client(port) as client:
+        with node_client(port) as client:
             return bool(client.ping())
     except redis.RedisError:
         return False
 
 
-def _cluster_ok(port: int) -> bool:
-    with _client(port) as client:
+def cluster_ok(port: int) -> bool:
+    with node_client(port) as client:
         info = client.execute_command("CLUSTER", "INFO")
     text = info.decode() if isinstance(info, bytes) else str(info)
     return "cluster_state:ok" in text

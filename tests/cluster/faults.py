@@ -21,7 +21,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from config.clients import cluster_startup_nodes
 from contracts.keys import feed_key
-from tests.cluster.conftest import LocalCluster
+from tests.cluster.servers import LocalCluster
 from tests.outage.servers import LOOPBACK, find_redis_server
 
 FAILOVER_SECONDS = 20.0

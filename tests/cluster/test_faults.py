@@ -41,7 +41,6 @@ from consumers.topology import ensure_topology
 from contracts.events import Envelope, PostCreated
 from contracts.keys import fanout_marker_key
 from reconcile.feeds import FeedReconcileOptions
-from tests.cluster.conftest import LocalCluster
 from tests.cluster.faults import (
     Node,
     Tally,
@@ -56,6 +55,7 @@ from tests.cluster.faults import (
     tally,
     wait_for_promotion,
 )
+from tests.cluster.servers import LocalCluster
 from tests.factories import post_created
 from tests.fakes import FakeConnectionSource
 from tests.integration.consumers.helpers import depth

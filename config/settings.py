@@ -70,7 +70,14 @@ class Settings(BaseSettings):
     breaker_open_seconds: float = Field(default=30.0, gt=0)
     # API bearer tokens: HMAC secret (unset = a random one per process) and lifetime.
     api_token_secret: str | None = Field(default=None, min_length=32)
-    api_token_ttl_seconds: int = Field(default=3600, ge=60, le=30 * 86_400)
+    # At most a day: a token cannot be revoked, so a stolen one must not outlive that.
+    api_token_ttl_seconds: int = Field(default=3600, ge=60, le=86_400)
+    # The public API's limits (docs/api-limits.md): schema introspection, request body
+    # size, resolvers running at once (process-wide, below the pools) and search time.
+    api_introspection: bool = False
+    api_max_body_bytes: int = Field(default=131_072, ge=4096, le=4 * 1024 * 1024)
+    api_max_concurrent_resolvers: int = Field(default=16, ge=1, le=1000)
+    api_search_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     # Outbox rows the event bus refuses this many times are parked instead of retried.
     outbox_max_attempts: int = Field(default=10, ge=1, le=1000)
 

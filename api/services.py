@@ -43,7 +43,7 @@ from contracts.events import (
 )
 from contracts.keys import feed_key
 from store import notifications as notes
-from store.social import ConnectionRow, MessageRow, PendingRequestExists
+from store.social import AlreadyConnected, ConnectionRow, MessageRow, PendingRequestExists
 from store.users import EmailTaken
 from transforms.dto import feed_item_dto, profile_dto
 from transforms.entities import Education, Skill, WorkExperience
@@ -207,12 +207,14 @@ class Services:
         async with self.units() as uow:
             if not await uow.social.user_exists(user_id):
                 raise NotFound("No such user.")
-            if await uow.social.are_connected(me, user_id):
-                raise BadRequest(v.ALREADY_CONNECTED, "userId")
+            # The database holds one live relationship per pair (docs/api-abuse.md):
+            # its answer, not an earlier read, says which one the pair already has.
             try:
                 row = await uow.social.request_connection(me, user_id)
             except PendingRequestExists:
                 raise BadRequest(v.CONNECTION_PENDING, "userId") from None
+            except AlreadyConnected:
+                raise BadRequest(v.ALREADY_CONNECTED, "userId") from None
             payload = ConnectionRequested(
                 connection_id=row.id,
                 requester_id=me,

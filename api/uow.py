@@ -72,7 +72,8 @@ class SocialRepository(Protocol):
     async def are_connected(self, a: uuid.UUID, b: uuid.UUID) -> bool: ...
 
     async def request_connection(self, requester: uuid.UUID, addressee: uuid.UUID) -> ConnectionRow:
-        """Raises `store.social.PendingRequestExists` when one is pending in either direction."""
+        """Raises `store.social.PendingRequestExists` when a request is pending in either
+        direction, `store.social.AlreadyConnected` when the pair is connected."""
         ...
 
     async def connection_for_update(self, connection_id: uuid.UUID) -> ConnectionRow | None:

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
 
 class PendingRequestExists(Exception):
     """A request between the two users is already pending."""
+
+
+class AlreadyConnected(Exception):
+    """The two users are already connected."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,22 @@ class MessageRow:
 
 _CONN_COLS = "id, requester_id, addressee_id, status, created_at, responded_at"
 
+_PAIR = "(LEAST(requester_id, addressee_id)), (GREATEST(requester_id, addressee_id))"
+_INSERT_UNLESS_LIVE = (
+    f"INSERT INTO connections (requester_id, addressee_id) VALUES ($1, $2)"
+    f" ON CONFLICT ({_PAIR}) WHERE status IN ('pending', 'accepted') DO NOTHING"
+    f" RETURNING {_CONN_COLS}"
+)
+_LIVE_STATUS = (
+    "SELECT status FROM connections"
+    " WHERE LEAST(requester_id, addressee_id) = LEAST($1::uuid, $2::uuid)"
+    " AND GREATEST(requester_id, addressee_id) = GREATEST($1::uuid, $2::uuid)"
+    " AND status IN ('pending', 'accepted')"
+)
+# A conflicting row can be declined between the insert and the look-up; a few
+# tries settle it (each try waits for the transaction it conflicts with).
+_INSERT_ATTEMPTS = 3
+
 
 async def user_exists(conn: Any, user_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)", user_id))
@@ -55,18 +73,23 @@ async def are_connected(conn: Any, a: uuid.UUID, b: uuid.UUID) -> bool:
 async def request_connection(
     conn: Any, requester: uuid.UUID, addressee: uuid.UUID
 ) -> ConnectionRow:
-    """Insert a pending request; the partial unique index refuses a second pending one
-    in either direction, even from two concurrent transactions."""
-    try:
-        row = await conn.fetchrow(
-            f"INSERT INTO connections (requester_id, addressee_id) VALUES ($1, $2)"
-            f" RETURNING {_CONN_COLS}",
-            requester,
-            addressee,
-        )
-    except asyncpg.UniqueViolationError:
-        raise PendingRequestExists() from None
-    return ConnectionRow(**dict(row))
+    """Insert a pending request, unless the pair already has a live (pending or accepted)
+    row in either direction: the unique index `connections_one_live_per_pair` decides,
+    even between concurrent transactions (a racing insert waits for the other to end).
+
+    Raises `PendingRequestExists` or `AlreadyConnected`, whichever the pair's live row is.
+    """
+    for _ in range(_INSERT_ATTEMPTS):
+        row = await conn.fetchrow(_INSERT_UNLESS_LIVE, requester, addressee)
+        if row is not None:
+            return ConnectionRow(**dict(row))
+        status = await conn.fetchval(_LIVE_STATUS, requester, addressee)
+        if status == "accepted":
+            raise AlreadyConnected()
+        if status == "pending":
+            raise PendingRequestExists()
+        # The conflicting request was declined in between: the pair is free again.
+    raise PendingRequestExists()
 
 
 async def connection_for_update(conn: Any, connection_id: uuid.UUID) -> ConnectionRow | None:
@@ -110,3 +133,15 @@ async def messages_between(
         limit,
     )
     return [MessageRow(**dict(r)) for r in rows]
+
+
+async def pending_request(conn: Any, a: uuid.UUID, b: uuid.UUID) -> ConnectionRow | None:
+    """The pending request between `a` and `b`, in either direction, if any."""
+    row = await conn.fetchrow(
+        f"SELECT {_CONN_COLS} FROM connections WHERE status = 'pending' AND"
+        " ((requester_id = $1 AND addressee_id = $2) OR (requester_id = $2 AND addressee_id = $1))"
+        " LIMIT 1",
+        a,
+        b,
+    )
+    return ConnectionRow(**dict(row)) if row else None

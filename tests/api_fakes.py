@@ -1,8 +1,8 @@
 """An in-memory `api.uow.UnitsOfWork` for unit tests of the API's rules.
 
-It keeps the store's own rules that the services rely on (one pending request
-per pair in either direction, a taken email) and a transaction's: a unit that
-raises leaves no row and no outbox event behind. Every unit opened is recorded
+It keeps the store's own rules that the services rely on (one live relationship,
+pending or accepted, per pair in either direction; a taken email) and a
+transaction's: a unit that raises leaves no row and no outbox event behind. Every unit opened is recorded
 with what it wrote and emitted, so a test can say "in the same unit".
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from contracts.events import Envelope, Payload, new_envelope
 from store.notifications import NotificationRow
-from store.social import ConnectionRow, MessageRow, PendingRequestExists
+from store.social import AlreadyConnected, ConnectionRow, MessageRow, PendingRequestExists
 from store.users import EmailTaken
 from transforms.entities import Education, FeedPost, Profile, Skill, UserAccount, WorkExperience
 
@@ -164,8 +164,11 @@ class FakeUnitOfWork:
 
     async def request_connection(self, requester: uuid.UUID, addressee: uuid.UUID) -> ConnectionRow:
         pair = {requester, addressee}
-        pending = self.tables.connections.values()
-        if any(c.status == "pending" and {c.requester_id, c.addressee_id} == pair for c in pending):
+        rows = self.tables.connections.values()
+        live = [c.status for c in rows if {c.requester_id, c.addressee_id} == pair]
+        if "accepted" in live:
+            raise AlreadyConnected()
+        if "pending" in live:
             raise PendingRequestExists()
         row = ConnectionRow(uuid.uuid4(), requester, addressee, "pending", _now(), None)
         self.writes.append("request_connection")

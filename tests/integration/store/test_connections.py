@@ -32,10 +32,12 @@ async def test_keyset_reader_returns_all_12000_connections_with_small_pages(
 
 
 async def test_only_accepted_connections_count_and_pairs_appear_once(db: asyncpg.Pool) -> None:
-    # GIVEN a pair accepted both ways, plus pending and declined requests
+    # GIVEN an accepted pair (the database refuses it accepted the other way too),
+    # plus pending and declined requests
     user, twice, pending, declined, other = await add_users(db, 5)
     await connect(db, user, [twice])
-    await connect(db, twice, [user])
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await connect(db, twice, [user])
     await connect(db, user, [pending], status="pending")
     await connect(db, declined, [user], status="declined")
     await connect(db, other, [twice])

@@ -1,9 +1,18 @@
 # One image for every socialpipe command: `docker run IMAGE worker feed`,
 # `IMAGE migrate up`, `IMAGE api --host 0.0.0.0`, ...
-
+#
+#   make image                      # tags socialpipe:<version>, labels version and commit
+#   docker build --build-arg VERSION=0.1.0 --build-arg VCS_REF=$(git rev-parse HEAD) .
+#
+# The base image. Pin it by digest for a release, as the tag moves with every Debian and
+# Python patch release:
+#   --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:<digest>
+# with the digest `docker buildx imagetools inspect python:3.11-slim-bookworm` prints.
+# No digest is committed here because none has been verified against the registry yet:
+# an unverified digest would only fail the build (or pin the wrong image).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# --- builder: resolve and install everything into a virtualenv ----------------------------
+# --- builder: install the locked runtime closure into a virtualenv ------------------------
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -12,12 +21,11 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
-# Dependencies first, from pyproject.toml alone, so code changes reuse this layer.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
-    && pip install --upgrade pip wheel \
-    && pip install -r /tmp/requirements.txt
+# Dependencies first, from the lock alone, so code changes reuse this layer. Every
+# distribution is pinned with its hashes (`make lock`); only the runtime closure: the
+# load tester's emulators, the broker binary, plotting and the test tools are extras.
+COPY requirements.lock ./
+RUN pip install --require-hashes --no-deps -r requirements.lock
 
 COPY . .
 RUN pip install --no-deps . \
@@ -25,14 +33,22 @@ RUN pip install --no-deps . \
 
 # --- runtime: the virtualenv on a slim base, as an unprivileged user ------------------------
 FROM ${PYTHON_IMAGE} AS runtime
+ARG VERSION=0.1.0
+ARG VCS_REF=unknown
+LABEL org.opencontainers.image.title="socialpipe" \
+      org.opencontainers.image.description="Event pipelines of a professional social network: workers, relay, API and operator tools." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${VCS_REF}"
 RUN groupadd --system --gid 10001 socialpipe \
     && useradd --system --uid 10001 --gid socialpipe --no-create-home \
        --home-dir /nonexistent --shell /usr/sbin/nologin socialpipe
 COPY --from=builder /opt/venv /opt/venv
+# BUILD_COMMIT labels the socialpipe_build_info metric of every process.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    METRICS_PORT=9100
+    METRICS_PORT=9100 \
+    BUILD_COMMIT=${VCS_REF}
 WORKDIR /app
 USER 10001:10001
 

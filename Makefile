@@ -23,15 +23,20 @@ exports="$$($(SERVICES) ensure)"; eval "$$exports"; \
 if [ -n "$$exports" ] && [ -z "$${KEEP_SERVICES:-}" ]; then trap '$(SERVICES) stop' EXIT; fi;
 endef
 
-.PHONY: help venv services services-stop test lint format typecheck demo loadtest fauxqs bench clean distclean
+.PHONY: help venv services services-stop test lint format typecheck demo loadtest fauxqs bench lock image clean distclean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
+# `dev` carries the test tools and the `loadtest` extra (moto's server, the tansu broker,
+# matplotlib), so `make test`, `make demo` and `make loadtest` all find what they run;
+# `lock` is the pinned uv that `make lock` uses. The image installs none of these.
+EXTRAS := dev,lock
+
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "installing socialpipe[dev] into $(VENV)" >&2
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' \
+	@echo "installing socialpipe[$(EXTRAS)] into $(VENV)" >&2
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[$(EXTRAS)]' \
 		> $(VENV)/pip-install.log 2>&1 || { cat $(VENV)/pip-install.log >&2; exit 1; }
 	@rm -f $(VENV)/.installed-*
 	@touch $@
@@ -83,6 +88,20 @@ loadtest: venv fauxqs ## Seed a graph and measure P95 under load (LOADTEST_ARGS=
 bench: venv ## Run the fan-out benchmark (python -m bench.fanout)
 	@$(with_services) \
 	$(BIN)/python -m bench.fanout $(BENCH_ARGS)
+
+# The image's runtime closure, every distribution pinned with its hashes, for the
+# Python and platform of the Dockerfile's base image. Run after changing `dependencies`.
+lock: venv ## Regenerate requirements.lock (hashed runtime dependencies of the image)
+	@$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--custom-compile-command 'make lock' -o requirements.lock
+
+IMAGE ?= socialpipe:$(shell $(PYTHON) -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
+
+image: ## Build the container image with its version and commit labels (IMAGE=name:tag)
+	docker build -t $(IMAGE) \
+		--build-arg VERSION=$(lastword $(subst :, ,$(IMAGE))) \
+		--build-arg VCS_REF=$(shell git rev-parse HEAD 2>/dev/null || echo unknown) .
 
 clean: ## Stop embedded services; remove caches, build output and .run/
 	@if [ -x $(BIN)/python ]; then $(SERVICES) stop; fi

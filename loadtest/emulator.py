@@ -10,6 +10,7 @@ emulator's CPU is not taken from the process that drives and measures the load.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -85,6 +86,11 @@ def _fauxqs() -> Iterator[str]:
 
 @contextlib.contextmanager
 def _moto() -> Iterator[str]:
+    if importlib.util.find_spec("moto") is None:
+        raise EmulatorError(
+            "moto's server is not installed: install the loadtest extra "
+            "(pip install 'socialpipe[loadtest]'; `make demo` does)."
+        )
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "loadtest.moto_child", "-H", "127.0.0.1", "-p", str(port)],

@@ -13,8 +13,6 @@ import os
 import sys
 import threading
 
-from moto.server import main
-
 
 def _exit_when_orphaned() -> None:
     sys.stdin.buffer.read()  # returns at end of file: the parent closed or died
@@ -22,5 +20,8 @@ def _exit_when_orphaned() -> None:
 
 
 if __name__ == "__main__":
+    # Here, not at the top: moto belongs to the `loadtest` extra, not to the runtime.
+    from moto.server import main
+
     threading.Thread(target=_exit_when_orphaned, name="orphan-watch", daemon=True).start()
     main(sys.argv[1:])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -204,6 +205,11 @@ def summary_lines(report: LoadReport) -> list[str]:
             "FEED_MAX_LENGTH newer posts before a probe looked (latency unknown, not lost)"
         )
     return lines
+
+
+def can_draw() -> bool:
+    """Whether matplotlib (the `loadtest` extra, not the runtime) is installed."""
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def draw(report: LoadReport, path: Path) -> Path:

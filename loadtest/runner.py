@@ -45,7 +45,7 @@ from loadtest.harness import (
 from loadtest.latency import OpenLoop, summarize
 from loadtest.offload import DriverFailed, DriverProcesses, DriverSpec, Live, StreamOutcome
 from loadtest.processes import ProcessGroup, running
-from loadtest.report import LoadReport, backlog_label, draw, stream_result
+from loadtest.report import LoadReport, backlog_label, can_draw, draw, stream_result
 
 # Re-exported: the demo, benchmarks and tests import them from here.
 __all__ = ["Harness", "LoadOptions", "Progress", "forget_users", "run_loadtest"]
@@ -269,7 +269,9 @@ async def run_loadtest(
                 notes = await epilogue(h) if epilogue else []
             await forget_markers(h, driven.posts.posts)
             report = assemble(h, options, driven, dlq, load_before, time.monotonic() - started)
-    if options.picture:
+    if options.picture and not can_draw():
+        notes.append("no picture: matplotlib is not installed (the loadtest extra)")
+    elif options.picture:
         path = options.out_dir / f"loadtest-{time.strftime('%Y%m%d-%H%M%S')}.png"
         report = replace(report, picture=str(draw(report, path)))
     return replace(report, notes=tuple(notes))

@@ -19,12 +19,14 @@ from typing import Any
 
 from api.auth import Passwords, Tokens
 from api.errors import (
+    ACCOUNT_GONE,
     BAD_CREDENTIALS,
     BAD_CURSOR,
     NOT_PENDING,
     NOT_YOUR_DATA,
     ONLY_ADDRESSEE,
     ONLY_CONNECTIONS,
+    ONLY_CONNECTIONS_COMMENT,
     BadRequest,
     Forbidden,
     NotFound,
@@ -113,13 +115,15 @@ class Services:
         async with self.units(transaction=False) as uow:
             account = await uow.users.account(user_id)
         if account is None:
-            raise Unauthenticated("The account of this token no longer exists.")
+            raise Unauthenticated(ACCOUNT_GONE)
         return account.email
 
     # -- profile --------------------------------------------------------------
 
     async def profile(self, viewer: uuid.UUID | None, user_id: uuid.UUID) -> ProfileDTO:
         async with self.units(transaction=False) as uow:
+            if viewer is not None:
+                await _hold(uow, viewer)
             found = await uow.users.load_profile(user_id)
             if found is None:
                 raise NotFound("No such user.")
@@ -134,6 +138,7 @@ class Services:
         _checked(v.check_text_length, changes.get("headline"), "headline", "Headline", TEXT_LIMIT)
         _checked(v.check_text_length, changes.get("location"), "location", "Location", TEXT_LIMIT)
         async with self.units() as uow:
+            await _hold(uow, me)
             await uow.users.update_profile(me, changes)
             await self._profile_changed(uow, me, correlation)
         return await self.profile(me, me)
@@ -151,6 +156,7 @@ class Services:
         _checked(v.check_text_length, title, "title", "Title", TEXT_LIMIT)
         _checked(v.check_date_range, start, end)
         async with self.units() as uow:
+            await _hold(uow, me)
             row = await uow.users.add_work_experience(me, company, title, start, end)
             await self._profile_changed(uow, me, correlation)
         return row
@@ -168,6 +174,7 @@ class Services:
         _checked(v.check_text_length, degree, "degree", "Degree", TEXT_LIMIT)
         _checked(v.check_date_range, start, end)
         async with self.units() as uow:
+            await _hold(uow, me)
             row = await uow.users.add_education(me, school, degree, start, end)
             await self._profile_changed(uow, me, correlation)
         return row
@@ -177,12 +184,14 @@ class Services:
         if not name.strip():
             raise BadRequest("Skill name cannot be empty.", "skillName")
         async with self.units() as uow:
+            await _hold(uow, me)
             skill = await uow.users.add_skill(me, name.strip())
             await self._profile_changed(uow, me, correlation)
         return skill
 
     async def remove_skill(self, me: uuid.UUID, skill_id: uuid.UUID, correlation: str) -> bool:
         async with self.units() as uow:
+            await _hold(uow, me)
             owner = await uow.users.skill_owner(skill_id)
             if owner is None:
                 raise NotFound("No such skill.")
@@ -191,6 +200,11 @@ class Services:
             await uow.users.remove_skill(skill_id)
             await self._profile_changed(uow, me, correlation)
         return True
+
+    async def _live(self, me: uuid.UUID) -> None:
+        """`_hold` for the reads that need no unit of their own."""
+        async with self.units(transaction=False) as uow:
+            await _hold(uow, me)
 
     async def _profile_changed(self, uow: UnitOfWork, user_id: uuid.UUID, correlation: str) -> None:
         version = await uow.users.profile_version(user_id)
@@ -205,6 +219,7 @@ class Services:
         if me == user_id:
             raise BadRequest(v.SELF_CONNECTION, "userId")
         async with self.units() as uow:
+            await _hold(uow, me)
             if not await uow.social.user_exists(user_id):
                 raise NotFound("No such user.")
             # The database holds one live relationship per pair (docs/api-abuse.md):
@@ -228,6 +243,7 @@ class Services:
         self, me: uuid.UUID, connection_id: uuid.UUID, accept: bool, correlation: str
     ) -> ConnectionRow:
         async with self.units() as uow:
+            await _hold(uow, me)
             found = await uow.social.connection_for_update(connection_id)
             if found is None:
                 raise NotFound("No such connection request.")
@@ -248,13 +264,15 @@ class Services:
 
     async def send_message(self, me: uuid.UUID, recipient: uuid.UUID, body: str) -> MessageRow:
         _checked(v.check_message_body, body)
-        async with self.units(transaction=False) as uow:
+        async with self.units() as uow:
+            await _hold(uow, me)
             if not await uow.social.are_connected(me, recipient):
                 raise Forbidden(ONLY_CONNECTIONS)
             return await uow.social.send_message(me, recipient, body)
 
     async def messages(self, me: uuid.UUID, other: uuid.UUID) -> list[MessageRow]:
         async with self.units(transaction=False) as uow:
+            await _hold(uow, me)
             if not await uow.social.are_connected(me, other):
                 raise Forbidden(ONLY_CONNECTIONS)
             return await uow.social.messages_between(me, other)
@@ -266,6 +284,7 @@ class Services:
     ) -> tuple[uuid.UUID, datetime]:
         _checked(v.check_post_text, text)
         async with self.units() as uow:
+            await _hold(uow, me)
             post_id, created = await uow.posts.create_post(me, text)
             payload = PostCreated(post_id=post_id, author_id=me, created_at=created)
             await uow.emit(payload, me, correlation)
@@ -276,9 +295,14 @@ class Services:
     ) -> tuple[uuid.UUID, datetime]:
         _checked(v.check_comment_text, text)
         async with self.units() as uow:
+            await _hold(uow, me)
             author = await uow.posts.post_author(post_id)
             if author is None:
                 raise NotFound("No such post.")
+            # Comments come from the author's circle (docs/api-abuse.md): the author
+            # and the author's accepted connections, the people the post reached.
+            if author != me and not await uow.social.are_connected(me, author):
+                raise Forbidden(ONLY_CONNECTIONS_COMMENT)
             comment_id, created = await uow.posts.create_comment(post_id, me, text)
             payload = CommentCreated(
                 comment_id=comment_id,
@@ -292,6 +316,7 @@ class Services:
 
     async def feed(self, me: uuid.UUID, first: int, after: str | None) -> FeedPage:
         first = max(1, min(first, 100))
+        await self._live(me)
         key = feed_key(me)
         start = 0
         if after is not None:
@@ -317,6 +342,7 @@ class Services:
         companies: list[str],
         first: int,
     ) -> list[SearchHitDTO]:
+        await self._live(me)
         if self.search is None:
             return []
         hits = await self.search.search_people(text, skills, companies, max(1, min(first, 100)))
@@ -332,16 +358,26 @@ class Services:
 
     async def notifications(self, me: uuid.UUID, first: int) -> list[notes.NotificationRow]:
         async with self.units(transaction=False) as uow:
+            await _hold(uow, me)
             return await uow.notifications.list_notifications(me, max(1, min(first, 100)))
 
     async def unread_count(self, me: uuid.UUID) -> int:
+        await self._live(me)
         return await self.counters.unread(me)
 
     async def mark_notifications_read(self, me: uuid.UUID) -> int:
         async with self.units(transaction=False) as uow:
+            await _hold(uow, me)
             still_unread = await uow.notifications.mark_all_read(me)
         await self.counters.reset(me, still_unread)
         return still_unread
+
+
+async def _hold(uow: UnitOfWork, me: uuid.UUID) -> None:
+    """Refuse a token whose account is gone (401); in a transaction, keep the account
+    until the unit ends, so a deletion cannot leave the unit's rows without their owner."""
+    if not await uow.users.hold_account(me):
+        raise Unauthenticated(ACCOUNT_GONE)
 
 
 def _checked(check: Callable[..., Any], *args: Any) -> Any:

@@ -38,6 +38,11 @@ class UserRepository(Protocol):
 
     async def account_by_email(self, email: str) -> UserAccount | None: ...
     async def account(self, user_id: uuid.UUID) -> UserAccount | None: ...
+
+    async def hold_account(self, user_id: uuid.UUID) -> bool:
+        """Whether the account exists; in a transaction it also stays until the unit ends."""
+        ...
+
     async def load_profile(self, user_id: uuid.UUID) -> Profile | None: ...
     async def update_profile(self, user_id: uuid.UUID, changes: dict[str, Any]) -> None: ...
     async def profile_version(self, user_id: uuid.UUID) -> int | None: ...
@@ -189,6 +194,9 @@ class PgUsers:
 
     async def account(self, user_id: uuid.UUID) -> UserAccount | None:
         return await users.account(self._conn, user_id)
+
+    async def hold_account(self, user_id: uuid.UUID) -> bool:
+        return await users.hold_account(self._conn, user_id)
 
     async def load_profile(self, user_id: uuid.UUID) -> Profile | None:
         return await users.load_profile(self._conn, user_id)

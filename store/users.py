@@ -52,6 +52,13 @@ async def account(conn: Any, user_id: uuid.UUID) -> UserAccount | None:
     return UserAccount(**dict(row)) if row else None
 
 
+async def hold_account(conn: Any, user_id: uuid.UUID) -> bool:
+    """Whether the account exists. In a transaction the row is also share-locked until
+    it ends, so the account cannot be deleted under the rows that will refer to it."""
+    found = await conn.fetchval("SELECT true FROM users WHERE id = $1 FOR KEY SHARE", user_id)
+    return bool(found)
+
+
 async def set_password_hash(conn: Any, user_id: uuid.UUID, password_hash: str) -> None:
     await conn.execute("UPDATE users SET password_hash = $2 WHERE id = $1", user_id, password_hash)
 

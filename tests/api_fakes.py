@@ -2,8 +2,9 @@
 
 It keeps the store's own rules that the services rely on (one live relationship,
 pending or accepted, per pair in either direction; a taken email) and a
-transaction's: a unit that raises leaves no row and no outbox event behind. Every unit opened is recorded
-with what it wrote and emitted, so a test can say "in the same unit".
+transaction's: a unit that raises leaves no row and no outbox event behind.
+Every unit opened is recorded with what it wrote and emitted, so a test can say
+"in the same unit".
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ class FakeUnitOfWork:
 
     async def account(self, user_id: uuid.UUID) -> UserAccount | None:
         return self.tables.accounts.get(user_id)
+
+    async def hold_account(self, user_id: uuid.UUID) -> bool:
+        return user_id in self.tables.accounts
 
     async def load_profile(self, user_id: uuid.UUID) -> Profile | None:
         return self.tables.profiles.get(user_id)

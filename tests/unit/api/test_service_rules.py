@@ -11,11 +11,13 @@ from argon2 import PasswordHasher
 
 from api.auth import Passwords, Tokens
 from api.errors import (
+    ACCOUNT_GONE,
     BAD_CREDENTIALS,
     NOT_PENDING,
     NOT_YOUR_DATA,
     ONLY_ADDRESSEE,
     ONLY_CONNECTIONS,
+    ONLY_CONNECTIONS_COMMENT,
     BadRequest,
     Forbidden,
     NotFound,
@@ -241,8 +243,9 @@ async def test_an_empty_post_is_refused_and_nothing_is_written(
 async def test_a_comment_writes_comment_created_naming_the_post_author(
     services: Services, units: FakeUnitsOfWork
 ) -> None:
-    # GIVEN A's post
+    # GIVEN A's post and A's connection B
     a, b = units.add_user(), units.add_user("Bob")
+    await connect(services, a, b)
     post_id, _ = await services.create_post(a, "Hello", CORRELATION)
     # WHEN B comments
     comment_id, _ = await services.create_comment(b, post_id, "Hi!", CORRELATION)
@@ -261,6 +264,50 @@ async def test_a_comment_on_an_unknown_post_is_not_found_and_writes_nothing(
     with pytest.raises(NotFound, match=re.escape("No such post.")):
         await services.create_comment(units.add_user(), uuid.uuid4(), "Hi!", CORRELATION)
     assert units.tables.comments == {} and units.events == []
+
+
+async def test_only_the_author_and_the_authors_connections_may_comment(
+    services: Services, units: FakeUnitsOfWork
+) -> None:
+    # GIVEN A's post, A's connection B and a stranger C
+    a, b, c = units.add_user(), units.add_user("Bob"), units.add_user("Cy")
+    await connect(services, a, b)
+    post_id, _ = await services.create_post(a, "Hello", CORRELATION)
+    # WHEN the stranger comments THEN it is forbidden and nothing is written
+    with pytest.raises(Forbidden) as raised:
+        await services.create_comment(c, post_id, "Hi!", CORRELATION)
+    assert raised.value.message == ONLY_CONNECTIONS_COMMENT
+    assert units.tables.comments == {}
+    # AND a pending request is not enough either
+    await services.request_connection(c, a, CORRELATION)
+    with pytest.raises(Forbidden):
+        await services.create_comment(c, post_id, "Hi!", CORRELATION)
+    # AND the author and the connection may
+    await services.create_comment(a, post_id, "Mine", CORRELATION)
+    await services.create_comment(b, post_id, "Yours", CORRELATION)
+    assert sorted(text for _, _, text in units.tables.comments.values()) == ["Mine", "Yours"]
+
+
+async def test_a_token_of_a_deleted_account_is_refused_and_writes_nothing(
+    services: Services, units: FakeUnitsOfWork
+) -> None:
+    # GIVEN a user whose account was deleted after the token was issued
+    gone, other = units.add_user(), units.add_user("Bob")
+    del units.tables.accounts[gone]
+    # WHEN the token's user reads or writes THEN each answer is 401 and nothing is written
+    calls = [
+        services.create_post(gone, "Hello", CORRELATION),
+        services.request_connection(gone, other, CORRELATION),
+        services.add_skill(gone, "Go", CORRELATION),
+        services.feed(gone, 10, None),
+        services.notifications(gone, 10),
+        services.unread_count(gone),
+        services.profile(gone, other),
+    ]
+    for call in calls:
+        with pytest.raises(Unauthenticated, match=re.escape(ACCOUNT_GONE)):
+            await call
+    assert units.writers() == [] and units.events == []
 
 
 # -- profiles ---------------------------------------------------------------------

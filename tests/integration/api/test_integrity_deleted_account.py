@@ -1,0 +1,101 @@
+"""A token whose account was deleted is refused with 401 by every operation.
+
+The operations come from the schema itself, so a new query or mutation is
+covered without touching this test: each is called with the smallest valid
+arguments, through variables, with the token of a deleted account.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+from graphql import (
+    GraphQLEnumType,
+    GraphQLField,
+    GraphQLInputObjectType,
+    GraphQLInputType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLScalarType,
+    get_named_type,
+)
+
+from api.app import build_schema
+from tests.integration.api.client import Api
+
+NO_TOKEN_NEEDED = {"register", "login"}
+SCALARS: dict[str, Any] = {
+    "ID": str(uuid.UUID(int=7)),
+    "String": "Hello there",
+    "Int": 1,
+    "Float": 1.0,
+    "Boolean": True,
+    "Date": "2000-01-01",
+    "DateTime": "2026-01-01T00:00:00+00:00",
+}
+
+
+def smallest_value(kind: GraphQLInputType) -> Any:
+    """A valid value of `kind` with only its required parts filled in."""
+    if isinstance(kind, GraphQLNonNull):
+        return smallest_value(kind.of_type)
+    if isinstance(kind, GraphQLList):
+        return [smallest_value(kind.of_type)]
+    if isinstance(kind, GraphQLEnumType):
+        return next(iter(kind.values))
+    if isinstance(kind, GraphQLInputObjectType):
+        return {
+            name: smallest_value(f.type)
+            for name, f in kind.fields.items()
+            if isinstance(f.type, GraphQLNonNull)
+        }
+    assert isinstance(kind, GraphQLScalarType)
+    return SCALARS[kind.name]
+
+
+def operation(kind: str, name: str, field: GraphQLField) -> tuple[str, dict[str, Any]]:
+    """`kind` (query or mutation) calling `name` with its required arguments as variables."""
+    required = {a: arg for a, arg in field.args.items() if isinstance(arg.type, GraphQLNonNull)}
+    declared = ", ".join(f"${a}: {arg.type}" for a, arg in required.items())
+    passed = ", ".join(f"{a}: ${a}" for a in required)
+    selection = (
+        " { __typename }" if isinstance(get_named_type(field.type), GraphQLObjectType) else ""
+    )
+    text = f"{kind}{f'({declared})' if declared else ''} {{ {name}"
+    text += f"{f'({passed})' if passed else ''}{selection} }}"
+    return text, {a: smallest_value(arg.type) for a, arg in required.items()}
+
+
+def every_operation() -> list[tuple[str, str, dict[str, Any]]]:
+    schema = build_schema()._schema
+    found = []
+    for kind, root in (("query", schema.query_type), ("mutation", schema.mutation_type)):
+        assert root is not None
+        for name, field in root.fields.items():
+            if name not in NO_TOKEN_NEEDED:
+                found.append((name, *operation(kind, name, field)))
+    return found
+
+
+async def test_every_operation_answers_401_to_a_deleted_accounts_token(
+    api: Api, db: asyncpg.Pool
+) -> None:
+    # GIVEN a valid token whose account has since been deleted
+    token, user_id = await api.register("gone@example.com")
+    await db.execute("DELETE FROM users WHERE id = $1", uuid.UUID(user_id))
+    operations = every_operation()
+    assert {"feed", "createPost", "createComment", "respondToConnection"} <= {
+        name for name, _, _ in operations
+    }
+    # WHEN every query and mutation is called with it
+    answers = {}
+    for name, text, variables in operations:
+        status, body = await api.call(text, variables, token)
+        codes = [e.get("extensions", {}).get("code") for e in body.get("errors", [])]
+        answers[name] = (status, codes)
+    # THEN each one answers 401 UNAUTHENTICATED, none 5xx and none 200
+    wrong = {n: a for n, a in answers.items() if a != (401, ["UNAUTHENTICATED"])}
+    assert wrong == {}, f"{len(wrong)} of {len(answers)} operations: {wrong}"

@@ -23,7 +23,7 @@ exports="$$($(SERVICES) ensure)"; eval "$$exports"; \
 if [ -n "$$exports" ] && [ -z "$${KEEP_SERVICES:-}" ]; then trap '$(SERVICES) stop' EXIT; fi;
 endef
 
-.PHONY: help venv services services-stop test lint format typecheck demo loadtest fauxqs bench lock image clean distclean
+.PHONY: help venv services services-stop test lint format typecheck demo loadtest fauxqs bench proto lock image clean distclean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -88,6 +88,11 @@ loadtest: venv fauxqs ## Seed a graph and measure P95 under load (LOADTEST_ARGS=
 bench: venv ## Run the fan-out benchmark (python -m bench.fanout)
 	@$(with_services) \
 	$(BIN)/python -m bench.fanout $(BENCH_ARGS)
+
+# Checked-in stubs of the Connections Service (docs/connections-service.md#stubs).
+proto: venv ## Regenerate connections_service/proto/ stubs from connections.proto
+	@$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. \
+		connections_service/proto/connections.proto
 
 # The image's runtime closure, every distribution pinned with its hashes, for the
 # Python and platform of the Dockerfile's base image. Run after changing `dependencies`.

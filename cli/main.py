@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from cli import api as api_cmd
+from cli import connections_service as connections_service_cmd
 from cli import demo as demo_cmd
 from cli import dlq as dlq_cmd
 from cli import loadtest as loadtest_cmd
@@ -28,6 +29,7 @@ app.add_typer(queues_cmd.app, name="queues")
 app.command("worker")(worker_cmd.worker)
 app.command("relay")(relay_cmd.relay)
 app.command("api")(api_cmd.api)
+app.command("connections-service")(connections_service_cmd.connections_service)
 app.command("demo")(demo_cmd.demo)
 app.command("loadtest")(loadtest_cmd.loadtest)
 app.command("search")(search_cmd.search)

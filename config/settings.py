@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9100, ge=0, le=65535)
     # All interfaces, so a pod's probes and scraper reach it; tests bind loopback.
     metrics_host: str = "0.0.0.0"
+    # The source commit the image was built from (the Dockerfile sets it from VCS_REF);
+    # a label of socialpipe_build_info.
+    build_commit: str = "unknown"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     event_transport: Literal["sqs", "kafka"] = "sqs"
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -80,6 +83,11 @@ class Settings(BaseSettings):
     api_search_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     # Outbox rows the event bus refuses this many times are parked instead of retried.
     outbox_max_attempts: int = Field(default=10, ge=1, le=1000)
+    # The Connections Service (docs/connections-service.md): where `socialpipe
+    # connections-service` listens and the feed worker calls it (`host:port`), and where
+    # the feed worker reads an author's connections from: PostgreSQL or that service.
+    connections_service_addr: str = Field(default="127.0.0.1:50051", pattern=r"^\S+:\d{1,5}$")
+    connections_source: Literal["postgres", "grpc"] = "postgres"
 
 
 class SettingsError(Exception):

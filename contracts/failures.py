@@ -40,6 +40,7 @@ POSTGRES: Final = "PostgreSQL"
 REDIS: Final = "Redis"
 SEARCH_INDEX: Final = "search index"
 EVENT_BUS: Final = "event bus"
+CONNECTIONS_SERVICE: Final = "Connections Service"
 
 THROTTLING_CODES: Final = frozenset(
     {
@@ -93,15 +94,15 @@ def translate(
     """
     if isinstance(exc, PipelineError):
         return exc
-    reason = failed_operation(operation, exc)
+    reason = failed_operation(operation, _grpc_status(exc) or exc)
     down = _outage_of(exc, dependency)
     if down is not None:
         return DependencyDown(down, reason)
     if is_transient(exc):
-        return TransientError(reason, error_type=type(exc).__name__)
-    if isinstance(exc, _PG_PERMANENT):
-        return PermanentError(reason, error_type=type(exc).__name__)
-    return UnexpectedError(reason, error_type=type(exc).__name__)
+        return TransientError(reason, error_type=_error_type(exc))
+    if isinstance(exc, _PG_PERMANENT) or _is_grpc_refusal(exc):
+        return PermanentError(reason, error_type=_error_type(exc))
+    return UnexpectedError(reason, error_type=_error_type(exc))
 
 
 @contextmanager
@@ -121,6 +122,8 @@ def _outage_of(exc: BaseException, dependency: str | None) -> str | None:
         return POSTGRES
     if _is_opensearch_connection_error(exc):
         return SEARCH_INDEX
+    if _grpc_code(exc) == "UNAVAILABLE":
+        return dependency or "a gRPC service"
     if isinstance(exc, _SOCKET_OUTAGE) or (
         isinstance(exc, OSError) and not isinstance(exc, TimeoutError) and dependency
     ):
@@ -142,6 +145,8 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, ClientError):
         return _client_error_is_transient(exc)
+    if _grpc_code(exc) in _GRPC_RETRYABLE:
+        return True
     return _is_opensearch_transient(exc)
 
 
@@ -171,3 +176,47 @@ def _is_opensearch_transient(exc: BaseException) -> bool:
     if isinstance(exc, OpenSearchConnectionError):
         return True
     return isinstance(exc, TransportError) and exc.status_code in _RETRY_STATUSES
+
+
+# gRPC: only these two are worth a retry (UNAVAILABLE is also an outage, above); a
+# status the server chose (INVALID_ARGUMENT, FAILED_PRECONDITION, ...) is permanent,
+# and INTERNAL/UNKNOWN are unexpected (only the queue's redelivery retries them).
+_GRPC_RETRYABLE: Final = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
+_GRPC_PERMANENT: Final = frozenset(
+    {"INVALID_ARGUMENT", "FAILED_PRECONDITION", "NOT_FOUND", "OUT_OF_RANGE", "UNIMPLEMENTED"}
+    | {"PERMISSION_DENIED", "UNAUTHENTICATED", "ALREADY_EXISTS"}
+)
+
+
+def _grpc_code(exc: BaseException) -> str | None:
+    """The status code's name of a failed gRPC call, else None (grpc loaded only if met)."""
+    if not type(exc).__module__.startswith("grpc"):
+        return None
+    import grpc
+
+    if isinstance(exc, grpc.RpcError) and callable(getattr(exc, "code", None)):
+        code = exc.code()
+        return code.name if isinstance(code, grpc.StatusCode) else None
+    return None
+
+
+def _is_grpc_refusal(exc: BaseException) -> bool:
+    return _grpc_code(exc) in _GRPC_PERMANENT
+
+
+def _error_type(exc: BaseException) -> str:
+    """`DeadlineExceeded` for a gRPC status, else the exception's class name."""
+    code = _grpc_code(exc)
+    if code is None:
+        return type(exc).__name__
+    return "".join(part.capitalize() for part in code.split("_"))
+
+
+def _grpc_status(exc: BaseException) -> Exception | None:
+    """A failed gRPC call as one line, `UNAVAILABLE: <details>` (its str() spans several)."""
+    code = _grpc_code(exc)
+    if code is None:
+        return None
+    details = getattr(exc, "details", None)
+    text = details() if callable(details) else None
+    return Exception(f"{code}: {text}" if text else code)

@@ -112,3 +112,27 @@ REPLICA_READS = Counter(
     " replica, replica_after_wait (it had lagged) or primary_fallback.",
     ["pipeline", "outcome"],
 )
+BUILD_INFO = Gauge(
+    "socialpipe_build_info",
+    "Always 1; the labels name the running release (package version, source commit).",
+    ["version", "commit"],
+)
+# The Connections Service (`socialpipe connections-service`): one series per gRPC method,
+# named as gRPC does (`/socialpipe.connections.v1.Connections/AreConnected`); `code` is
+# the status code's name (OK, INVALID_ARGUMENT, UNAVAILABLE, CANCELLED, ...).
+GRPC_RPC_DURATION = Histogram(
+    "socialpipe_grpc_server_handling_seconds",
+    "Time the Connections Service took to answer one call, the whole stream for a stream.",
+    ["method"],
+    buckets=(0.001, 0.0025, 0.005, *LATENCY_BUCKETS),
+)
+GRPC_RPC_HANDLED = Counter(
+    "socialpipe_grpc_server_handled_total",
+    "Calls the Connections Service finished, by method and status code.",
+    ["method", "code"],
+)
+GRPC_CLIENT_CALLS = Counter(
+    "socialpipe_grpc_client_calls_total",
+    "Calls a client (the feed worker) made to the Connections Service, by method and status code.",
+    ["method", "code"],
+)

@@ -11,6 +11,7 @@ connection cost more than the fan-out that follows, which needs only the bytes.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Final
 
 import asyncpg
@@ -67,22 +68,23 @@ class PgConnectionSource:
 
     async def accepted_connections(self, user_id: uuid.UUID) -> PackedIds:
         """Every user joined to `user_id` by an accepted connection, sorted, once each."""
+        return PackedIds(b"".join([page async for page in self.connection_pages(user_id)]))
+
+    async def connection_pages(self, user_id: uuid.UUID) -> AsyncIterator[bytes]:
+        """The same ids as packed pages of at most `page_size` ids, in order, each page
+        yielded as soon as it is read (the Connections Service streams them)."""
         with boundary(
             f"Reading the connections of user {user_id} from PostgreSQL", dependency=POSTGRES
         ):
-            return await self._read_all(user_id)
-
-    async def _read_all(self, user_id: uuid.UUID) -> PackedIds:
-        pages: list[bytes] = []
-        last: uuid.UUID | None = None
-        async with self._pool.acquire() as conn:
-            while True:
-                rows, packed = await self._page(conn, user_id, last)
-                if packed:
-                    pages.append(packed)
-                    last = uuid.UUID(bytes=packed[-UUID_BYTES:])
-                if rows < self._page_size:
-                    return PackedIds(b"".join(pages))
+            last: uuid.UUID | None = None
+            async with self._pool.acquire() as conn:
+                while True:
+                    rows, packed = await self._page(conn, user_id, last)
+                    if packed:
+                        yield packed
+                        last = uuid.UUID(bytes=packed[-UUID_BYTES:])
+                    if rows < self._page_size:
+                        return
 
     async def _page(
         self, conn: asyncpg.Connection, user_id: uuid.UUID, after: uuid.UUID | None

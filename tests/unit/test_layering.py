@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES: tuple[str, ...] = ("api", "cli", "config", "consumers", "contracts", "dlq")
-PACKAGES += ("loadtest", "pipelines", "reconcile", "store", "transforms")
+PACKAGES += ("loadtest", "pipelines", "reconcile", "store", "transforms", "connections_service")
 ANYTHING = frozenset(PACKAGES)
 
 # What each package may import besides itself. Where a row allows more than the
@@ -30,7 +30,12 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "consumers": frozenset({"contracts"}),
     # store: the relay's outbox rows and the search loader's profile reads are the
     # PostgreSQL adapters beside the pipelines that own them.
-    "pipelines": frozenset({"contracts", "transforms", "store"}),
+    # connections_service: the feed worker's gRPC connection source calls it through
+    # its typed client.
+    "pipelines": frozenset({"contracts", "transforms", "store", "connections_service"}),
+    # The gRPC Connections Service answers from PostgreSQL (store) with our failure
+    # types and metrics (contracts).
+    "connections_service": frozenset({"contracts", "transforms", "store"}),
     "dlq": frozenset({"contracts", "consumers"}),
     # pipelines: reconciliation repairs through the pipelines' own ports and
     # adapters (the search index); store: it reads PostgreSQL as the source of truth.

@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of `connections.proto` (`make proto`); never edited by hand."""

@@ -1,50 +1,91 @@
-"""A tiny HTTP server for probes and scraping: `/metrics`, `/healthz`, `/readyz`.
+"""The probe and scrape endpoints of a worker or the relay: `/metrics`, `/healthz`, `/readyz`.
 
-Plain asyncio streams, so no web framework is needed in a worker process.
-`/healthz` answers while the event loop runs; `/readyz` asks a callback (for a
-worker: polling, with its dependencies answering).
+A small Starlette application served by uvicorn on `METRICS_PORT`: `/metrics` is
+prometheus-client's own ASGI app, `/healthz` answers while the event loop runs,
+`/readyz` asks a callback (for a worker: polling, with its dependencies
+answering). The API serves the same paths on its own port (api/app.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from importlib import metadata
 from typing import Final
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+import uvicorn
+from prometheus_client import make_asgi_app
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from config.startup import port_unavailable
+from config.startup import listening_socket
+from contracts.metrics import BUILD_INFO
 
 log = structlog.get_logger("config.health")
 
-READ_TIMEOUT: Final = 5.0
-Response = tuple[int, str, bytes]
+# How long a closing server waits for a scrape in progress before it hangs up.
+CLOSE_GRACE_SECONDS: Final = 2.0
 
 
 def _always_ready() -> bool:
     return True
 
 
-def respond(path: str, ready: Callable[[], bool]) -> Response:
-    """Status, content type and body for a GET of `path` (pure)."""
-    route = path.split("?", 1)[0]
-    if route == "/metrics":
-        return 200, CONTENT_TYPE_LATEST, generate_latest()
-    if route == "/healthz":
-        return 200, "text/plain", b"ok\n"
-    if route == "/readyz":
-        return (200, "text/plain", b"ready\n") if ready() else (503, "text/plain", b"not ready\n")
-    return 404, "text/plain", b"not found\n"
+def record_build_info(commit: str) -> None:
+    """Set `socialpipe_build_info{version, commit}` to 1 for this process's release."""
+    try:
+        version = metadata.version("socialpipe")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        version = "unknown"
+    BUILD_INFO.clear()
+    BUILD_INFO.labels(version=version, commit=commit).set(1)
 
 
-_REASONS: Final = {
-    200: "OK",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    503: "Service Unavailable",
-}
+class _Asgi:
+    """An ASGI app as a route's endpoint (a plain function would be taken for a request
+    handler): `/metrics` answers at its own path, with no redirect to `/metrics/`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+
+def health_app(ready: Callable[[], bool] = _always_ready) -> Starlette:
+    """The ASGI application behind the health server (also usable in-process in tests)."""
+
+    async def healthz(_: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(_: Request) -> PlainTextResponse:
+        if ready():
+            return PlainTextResponse("ready\n")
+        return PlainTextResponse("not ready\n", status_code=503)
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET", "HEAD"]),
+            Route("/readyz", readyz, methods=["GET", "HEAD"]),
+            # prometheus-client's app: text or OpenMetrics as asked, gzip, `name[]` filters.
+            Route("/metrics", _Asgi(make_asgi_app()), methods=["GET", "HEAD"]),
+        ]
+    )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: the process's own (config/signals.py) stay in
+    charge of SIGTERM and SIGINT, so a worker drains instead of uvicorn exiting."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class HealthServer:
@@ -56,65 +97,62 @@ class HealthServer:
         self._host = host
         self._port = port
         self._ready = ready
-        self._server: asyncio.Server | None = None
+        self._bound = port
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
         """The bound port (useful when started on port 0 in tests)."""
-        if self._server is None or not self._server.sockets:
-            return self._port
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._bound
 
     async def start(self) -> None:
         """Listen, or fail with a `PortUnavailable` naming the metrics port."""
-        try:
-            self._server = await asyncio.start_server(self._serve, self._host, self._port)
-        except OSError as exc:
-            raise port_unavailable("metrics", self._host, self._port, exc) from None
+        # Bound here, before uvicorn starts, so a busy port fails the start with one
+        # sentence, and probes that arrive while uvicorn starts wait in the backlog.
+        sock = listening_socket("metrics", self._host, self._port)
+        self._bound = int(sock.getsockname()[1])
+        config = uvicorn.Config(
+            health_app(self._ready),
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=int(CLOSE_GRACE_SECONDS),
+        )
+        self._server = _Server(config)
+        self._task = asyncio.create_task(self._serve(self._server, sock), name="health-server")
         log.info("health server listening", host=self._host, port=self.port)
 
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    @staticmethod
+    async def _serve(server: _Server, sock: socket.socket) -> None:
         try:
-            method, path = await asyncio.wait_for(_read_request(reader), READ_TIMEOUT)
-            if method not in ("GET", "HEAD"):
-                status, ctype, body = 405, "text/plain", b"method not allowed\n"
-            else:
-                status, ctype, body = respond(path, self._ready)
-            head = (
-                f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\n"
-                f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n"
-            )
-            writer.write(head.encode() + (b"" if method == "HEAD" else body))
-            await writer.drain()
-        except (TimeoutError, ConnectionError, ValueError):
-            pass  # a half-open or malformed probe: just hang up
+            await server.serve(sockets=[sock])
         finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+            sock.close()
 
-
-async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str]:
-    line = (await reader.readline()).decode("latin-1").split()
-    if len(line) < 2:
-        raise ValueError("malformed request line")
-    while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-        pass  # headers are not needed
-    return line[0].upper(), line[1]
+    async def close(self) -> None:
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._server = self._task = None
 
 
 @contextlib.asynccontextmanager
 async def serving(
-    port: int, *, host: str = "0.0.0.0", ready: Callable[[], bool] = _always_ready
+    port: int,
+    *,
+    host: str = "0.0.0.0",
+    ready: Callable[[], bool] = _always_ready,
+    commit: str = "unknown",
 ) -> AsyncIterator[HealthServer | None]:
-    """Run the server for the duration of the block; port 0 from settings disables it."""
+    """Run the server for the duration of the block; port 0 from settings disables it.
+
+    `commit` (settings.build_commit) labels `socialpipe_build_info`.
+    """
+    record_build_info(commit)
     if port == 0:
         yield None
         return

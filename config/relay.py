@@ -75,6 +75,9 @@ async def run_relay(
             relay = await build_relay(stack, settings, options=options)
         with stop_on_signals(stop.set):
             async with serving(
-                settings.metrics_port, host=settings.metrics_host, ready=lambda: relay.ready
+                settings.metrics_port,
+                host=settings.metrics_host,
+                ready=lambda: relay.ready,
+                commit=settings.build_commit,
             ):
                 await relay.run(stop, burst=burst)

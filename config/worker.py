@@ -186,7 +186,10 @@ async def run_worker(
         )
         with stop_on_signals(consumer.request_stop):
             async with serving(
-                settings.metrics_port, host=settings.metrics_host, ready=lambda: consumer.ready
+                settings.metrics_port,
+                host=settings.metrics_host,
+                ready=lambda: consumer.ready,
+                commit=settings.build_commit,
             ):
                 await consumer.run(burst=burst)
         log.info("worker stopped", queue=queue, transport=transport)

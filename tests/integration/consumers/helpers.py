@@ -77,7 +77,7 @@ async def http_get(port: int, path: str) -> tuple[int, str]:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
         return 0, ""
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
     await writer.drain()
     raw = await asyncio.wait_for(reader.read(), 5)
     writer.close()

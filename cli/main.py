@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+
 import typer
 
 from cli import api as api_cmd
@@ -22,8 +24,34 @@ app = typer.Typer(
     help="Event pipelines of a professional social network: workers, operator tools, demo.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    # --install-completion / --show-completion for bash, zsh, fish and PowerShell.
+    add_completion=True,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"socialpipe {installed_version()}")
+        raise typer.Exit()
+
+
+def installed_version() -> str:
+    """The installed package's version ("unknown" in a source tree never installed)."""
+    try:
+        return metadata.version("socialpipe")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Event pipelines of a professional social network: workers, operator tools, demo."""
+
+
 app.add_typer(migrate.app, name="migrate")
 app.add_typer(queues_cmd.app, name="queues")
 app.command("worker")(worker_cmd.worker)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from contracts.validation import ValidationFailed
 
 
@@ -48,3 +50,29 @@ ONLY_CONNECTIONS = "You can only message your connections."
 ONLY_CONNECTIONS_COMMENT = "You can only comment on your own posts and your connections' posts."
 ACCOUNT_GONE = "The account of this token no longer exists."
 BAD_CURSOR = "The feed cursor is not valid."
+
+
+class TooManyRequests(ApiError):
+    """A rate limit refused the request; `retry_after` whole seconds until it would pass."""
+
+    status = 429
+    code = "RATE_LIMITED"
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(TOO_MANY_ATTEMPTS.format(seconds=self.retry_after))
+
+
+class Busy(ApiError):
+    """Too many password checks are already waiting; the client should retry shortly."""
+
+    status = 503
+    code = "BUSY"
+
+    def __init__(self, retry_after: int = 1) -> None:
+        self.retry_after = retry_after
+        super().__init__(PASSWORD_CHECKS_BUSY)
+
+
+TOO_MANY_ATTEMPTS = "Too many attempts: try again in {seconds} seconds."
+PASSWORD_CHECKS_BUSY = "Too many sign-ins at once: try again in a moment."

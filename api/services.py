@@ -33,6 +33,7 @@ from api.errors import (
     Unauthenticated,
 )
 from api.ports import PeopleSearch, UnreadCounters
+from api.ratelimit import RedisRateLimiter, SignInGuard
 from api.uow import UnitOfWork, UnitsOfWork
 from contracts import validation as v
 from contracts.dto import FeedItemDTO, ProfileDTO, SearchHitDTO
@@ -72,6 +73,7 @@ class Services:
         tokens: Tokens,
         *,
         today: Callable[[], date] | None = None,
+        guard: SignInGuard | None = None,
     ) -> None:
         self.units = units
         self.redis = redis
@@ -80,15 +82,28 @@ class Services:
         self.passwords = passwords
         self.tokens = tokens
         self._today = today or (lambda: datetime.now(UTC).date())
+        self.guard = guard or SignInGuard(RedisRateLimiter(redis))
 
     # -- accounts -------------------------------------------------------------
 
     async def register(
-        self, email: str, password: str, date_of_birth: date, full_name: str, correlation: str
+        self,
+        email: str,
+        password: str,
+        date_of_birth: date,
+        full_name: str,
+        correlation: str,
+        client: str | None = None,
     ) -> tuple[str, uuid.UUID]:
+        """A new account. `client` is the caller's address, for the registration limit.
+
+        A taken email is refused with the seed's message (docs/api-abuse.md says why);
+        the limit per address bounds how fast anyone can ask about emails that way.
+        """
         email, full_name = _checked(
             v.check_registration, email, password, date_of_birth, full_name, self._today()
         )
+        await self.guard.registration(client)
         password_hash = await self.passwords.hash(password)
         async with self.units() as uow:
             try:
@@ -103,7 +118,13 @@ class Services:
             await self._profile_changed(uow, user_id, correlation)
         return self.tokens.issue(user_id), user_id
 
-    async def login(self, email: str, password: str) -> tuple[str, uuid.UUID]:
+    async def login(
+        self, email: str, password: str, client: str | None = None
+    ) -> tuple[str, uuid.UUID]:
+        """A token for the account, if the password is right. Every try counts against
+        the limits of its client address and of its account before any hashing; an
+        unknown email is checked against a decoy hash, so it costs and answers the same."""
+        await self.guard.login_attempt(email, client)
         async with self.units(transaction=False) as uow:
             account = await uow.users.account_by_email(email.strip().lower())
         if not await self.passwords.verify(account.password_hash if account else None, password):

@@ -63,3 +63,14 @@ def notifications_channel(user_id: uuid.UUID | str) -> str:
 def dlq_name(queue: str) -> str:
     """Dead-letter queue of a source queue (contract: `<name>-dlq`)."""
     return f"{queue}-dlq"
+
+
+def rate_limit_key(scope: str, subject: str) -> str:
+    """A rate limit's state (one GCRA timestamp): `ratelimit:<scope>:{<subject>}`.
+
+    `scope` names the limit (`login-address`, `login-account`, `register-address`);
+    `subject` is a client address or a digest of an email, never the email itself.
+    The braces hash-tag the subject, so on a Redis Cluster every limit of one
+    subject lives on one node.
+    """
+    return f"ratelimit:{scope}:{{{subject}}}"

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
+from api.ratelimit import Decision, Rate, gcra
 from contracts.events import Envelope, Payload, new_envelope
 from store.notifications import NotificationRow
 from store.social import AlreadyConnected, ConnectionRow, MessageRow, PendingRequestExists
@@ -293,3 +294,17 @@ class FakeUnreadCounters:
 
     async def reset(self, user_id: uuid.UUID, unread: int = 0) -> None:
         self.counts[user_id] = unread
+
+
+class FakeRateLimiter:
+    """An in-memory `api.ratelimit.RateLimiter` on a clock the test moves (`now_ms`)."""
+
+    def __init__(self) -> None:
+        self.now_ms = 1_000_000
+        self.state: dict[str, int] = {}
+        self.taken: list[str] = []
+
+    async def take(self, key: str, rate: Rate) -> Decision:
+        decision, self.state[key] = gcra(self.state.get(key), self.now_ms, rate)
+        self.taken.append(key)
+        return decision

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 
 import asyncpg
@@ -10,6 +10,7 @@ import httpx
 import pytest
 import redis.asyncio as redis_asyncio
 from argon2 import PasswordHasher
+from starlette.applications import Starlette
 
 from config.api import build_api
 from pipelines.search.postgres import PostgresSearchIndex
@@ -18,12 +19,13 @@ from tests.settings import SettingsFactory
 
 
 @pytest.fixture
-async def api(
+async def api_app(
     db: asyncpg.Pool, redis_client: redis_asyncio.Redis, settings_factory: SettingsFactory
-) -> AsyncIterator[Api]:
+) -> AsyncIterator[Starlette]:
+    """The API's ASGI app over the test database and Redis, built by its composition root."""
     settings = settings_factory(api_token_secret=SECRET)
     async with AsyncExitStack() as stack:
-        app = await build_api(
+        yield await build_api(
             stack,
             settings,
             pool=db,
@@ -31,6 +33,27 @@ async def api(
             search=PostgresSearchIndex(db),
             hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
         )
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield Api(client)
+
+
+@pytest.fixture
+async def api(api_app: Starlette) -> AsyncIterator[Api]:
+    transport = httpx.ASGITransport(app=api_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+        yield Api(client)
+
+
+ApiFrom = Callable[[str], Api]
+
+
+@pytest.fixture
+async def api_from(api_app: Starlette) -> AsyncIterator[ApiFrom]:
+    """Clients of the same app that each come from a client address of their own."""
+    async with AsyncExitStack() as stack:
+
+        def at(address: str) -> Api:
+            transport = httpx.ASGITransport(app=api_app, client=(address, 40000))
+            client = httpx.AsyncClient(transport=transport, base_url="http://api")
+            stack.push_async_callback(client.aclose)
+            return Api(client)
+
+        yield at

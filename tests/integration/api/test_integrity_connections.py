@@ -19,10 +19,11 @@ from argon2 import PasswordHasher
 
 from api.auth import Passwords, Tokens
 from api.errors import ApiError
+from api.ratelimit import SignInGuard
 from api.services import Services
 from api.uow import PgUnitsOfWork
 from contracts import validation as v
-from tests.api_fakes import FakeUnreadCounters
+from tests.api_fakes import FakeRateLimiter, FakeUnreadCounters
 
 CORRELATION = "race"
 PAIRS = 12
@@ -47,6 +48,7 @@ def services(db: asyncpg.Pool) -> Services:
         Passwords(cheap),
         Tokens("test-secret-" + "x" * 40, 3600),
         today=lambda: date(2026, 1, 1),
+        guard=SignInGuard(FakeRateLimiter()),
     )
 
 

@@ -23,6 +23,7 @@ from api.errors import (
     NotFound,
     Unauthenticated,
 )
+from api.ratelimit import SignInGuard
 from api.services import Services
 from contracts import validation as v
 from contracts.events import (
@@ -32,7 +33,7 @@ from contracts.events import (
     PostCreated,
     UserProfileUpdated,
 )
-from tests.api_fakes import FakeUnitsOfWork, FakeUnreadCounters
+from tests.api_fakes import FakeRateLimiter, FakeUnitsOfWork, FakeUnreadCounters
 
 CORRELATION = "corr-1"
 GOOD_PASSWORD = "Correct-horse-1"
@@ -59,6 +60,7 @@ def services(units: FakeUnitsOfWork, passwords: Passwords) -> Services:
         passwords,
         Tokens("test-secret-" + "x" * 40, 3600),
         today=lambda: date(2026, 1, 1),
+        guard=SignInGuard(FakeRateLimiter()),
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
+from api.ratelimit import client_address, retry_after_header
 from api.types import (
     ApiContext,
     Author,
@@ -126,14 +127,22 @@ class Mutation:
     @strawberry.mutation
     async def register(self, info: Info[ApiContext, None], input: RegisterInput) -> AuthPayload:
         c = ctx(info)
-        token, user_id = await c.services.register(
-            input.email, input.password, input.date_of_birth, input.full_name, c.correlation_id
-        )
+        with retry_after_header(c.response):
+            token, user_id = await c.services.register(
+                input.email,
+                input.password,
+                input.date_of_birth,
+                input.full_name,
+                c.correlation_id,
+                client_address(c.request),
+            )
         return AuthPayload(token=token, user=User(id=to_id(user_id)))
 
     @strawberry.mutation
     async def login(self, info: Info[ApiContext, None], email: str, password: str) -> AuthPayload:
-        token, user_id = await ctx(info).services.login(email, password)
+        c = ctx(info)
+        with retry_after_header(c.response):
+            token, user_id = await c.services.login(email, password, client_address(c.request))
         return AuthPayload(token=token, user=User(id=to_id(user_id)))
 
     @strawberry.mutation

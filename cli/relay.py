@@ -6,6 +6,7 @@ import typer
 
 from cli.common import fail, run, settings
 from config.relay import run_relay
+from consumers.kafka.topics import KafkaUnavailable
 from pipelines.relay.relay import RelayOptions, RelayStuck
 
 
@@ -29,3 +30,5 @@ def relay(
         run(run_relay(cfg, burst=burst, options=options))
     except RelayStuck as exc:
         fail(str(exc))
+    except KafkaUnavailable as exc:
+        fail(f"{exc}.")

@@ -13,11 +13,17 @@ from config.health import serving
 from config.logging import configure_logging
 from config.settings import Settings
 from config.signals import stop_on_signals
-from config.startup import aws_dependency, check_dependencies
+from config.startup import (
+    MissingResource,
+    aws_address,
+    aws_dependency,
+    check_dependencies,
+    report,
+)
 from pipelines.relay.kafka import KafkaPublisher, open_producer
 from pipelines.relay.ports import EventPublisher
 from pipelines.relay.relay import OutboxRelay, RelayOptions
-from pipelines.relay.sns import SnsPublisher
+from pipelines.relay.sns import SnsPublisher, find_topic
 from store.db import create_pool
 
 
@@ -39,9 +45,7 @@ async def build_relay(
         publisher = KafkaPublisher(producer, settings.events_topic)
     if publisher is None:
         sns = await open_sns(stack, settings, pool=20)
-        # CreateTopic is idempotent and the cheapest way to learn the ARN.
-        topic_arn = (await sns.create_topic(Name=settings.events_topic))["TopicArn"]
-        publisher = SnsPublisher(sns, topic_arn)
+        publisher = SnsPublisher(sns, await _topic_arn(sns, settings))
     defaults = RelayOptions(
         inprocess_retries=settings.inprocess_retries,
         inprocess_retry_base=settings.inprocess_retry_base_seconds,
@@ -52,6 +56,20 @@ async def build_relay(
         return await asyncpg.connect(settings.database_url)
 
     return OutboxRelay(pool, publisher, options or defaults, listen=listen)
+
+
+async def _topic_arn(sns: Any, settings: Settings) -> str:
+    """The events topic's ARN; a missing topic stops the start with one sentence."""
+    arn = await find_topic(sns, settings.events_topic)
+    if arn is None:
+        raise report(
+            MissingResource(
+                f"the SNS topic {settings.events_topic}",
+                aws_address(settings),
+                "`socialpipe queues create` creates it",
+            )
+        )
+    return arn
 
 
 async def run_relay(
@@ -69,6 +87,12 @@ async def run_relay(
     configure_logging("relay", settings.log_level)
     stop = stop or asyncio.Event()
     await check_dependencies(settings, "relay")
+    if settings.event_transport == "kafka":
+        # As a worker does: the topic is made by `socialpipe queues create`, not here.
+        # Imported here: the Kafka client libraries cost an SQS relay its start-up time.
+        from config.kafka_worker import check_topics
+
+        await check_topics(settings)
     async with AsyncExitStack() as stack:
         # Kafka's producer names itself when unreachable; SNS is named here.
         with aws_dependency("SNS", settings):

@@ -102,6 +102,22 @@ class PortUnavailable(StartupError):
         }
 
 
+@dataclass(eq=False)
+class MissingResource(StartupError):
+    """Something the set-up step creates (a topic, a queue) does not exist."""
+
+    what: str
+    address: str
+    remedy: str
+
+    @property
+    def sentence(self) -> str:
+        return f"{self.what} does not exist at {self.address}; {self.remedy}."
+
+    def fields(self) -> dict[str, object]:
+        return {"missing": self.what, "address": self.address}
+
+
 def host_port(url: str, default_port: int) -> str:
     """`host:port` of a PostgreSQL or Redis URL, never its credentials."""
     parts = urlsplit(url)

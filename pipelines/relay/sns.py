@@ -26,6 +26,20 @@ REQUEST_FAULTS: Final = frozenset(
 )
 
 
+async def find_topic(sns: SNSClient, name: str) -> str | None:
+    """The ARN of the topic called `name`, or None when there is none.
+
+    ListTopics, not CreateTopic: the relay only publishes, so it needs no right to
+    create (`socialpipe queues create`, the set-up step, makes the topic).
+    """
+    async for page in sns.get_paginator("list_topics").paginate():
+        for topic in page.get("Topics", []):
+            arn: str = topic.get("TopicArn", "")
+            if arn.rsplit(":", 1)[-1] == name:
+                return arn
+    return None
+
+
 def publish_entries(envelopes: Sequence[Envelope]) -> list[PublishBatchRequestEntryTypeDef]:
     """PublishBatch entries; the id is the batch position, so failures map back."""
     return [

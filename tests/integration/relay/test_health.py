@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 import httpx
@@ -13,6 +14,7 @@ import pytest
 
 from config.relay import run_relay
 from config.settings import Settings
+from consumers.topology import ensure_topology
 from contracts.errors import TransientError
 from pipelines.relay.ports import PublishResult
 from pipelines.relay.relay import OutboxRelay, RelayOptions, RelayStuck
@@ -40,9 +42,10 @@ async def get_until(url: str, status: int, deadline: float = 10.0) -> httpx.Resp
 
 
 async def test_running_relay_serves_health_readiness_and_its_lag_metric(
-    db: asyncpg.Pool, settings: Settings, port_factory: PortFactory
+    db: asyncpg.Pool, settings: Settings, port_factory: PortFactory, sqs: Any, sns: Any
 ) -> None:
-    # GIVEN a pending event and a relay process on a free metrics port
+    # GIVEN the topic (made by the set-up step), a pending event and a relay on a free port
+    await ensure_topology(sqs, sns, settings)
     async with db.acquire() as conn:
         author = uuid.uuid4()
         await outbox.enqueue(conn, post_created(author_id=author), author)

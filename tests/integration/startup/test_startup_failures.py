@@ -141,6 +141,18 @@ def test_relay_names_postgres_when_it_is_down(
     failed_with(done, f"cannot reach PostgreSQL at 127.0.0.1:{port} (connection refused).")
 
 
+def test_relay_names_the_missing_topic_instead_of_creating_it(settings: Settings, aws: str) -> None:
+    # GIVEN PostgreSQL and SNS up, but `socialpipe queues create` never ran
+    done = run_cli(settings, "relay", "--burst")
+    # THEN the relay says which topic is missing and how to make it, and creates nothing
+    record = failed_with(
+        done,
+        f"the SNS topic {settings.events_topic} does not exist at {aws}; "
+        "`socialpipe queues create` creates it.",
+    )
+    assert record["missing"] == f"the SNS topic {settings.events_topic}"
+
+
 def test_api_names_redis_when_it_is_down(settings: Settings, port_factory: PortFactory) -> None:
     port = port_factory()
     done = run_cli(

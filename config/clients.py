@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from config.settings import Settings
 from contracts.outcomes import Probe
+from store.redis_cluster import WaitingRedisCluster
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns import SNSClient
@@ -141,9 +142,10 @@ def open_redis_cluster(
     follows a redirect within that attempt (it must, to reach the key's node), but
     TRYAGAIN, CLUSTERDOWN and connection failures surface to the caller, whose
     layer decides (the feed store retries the affected feeds, the invoker the rest).
-    `max_connections` is per node.
+    `max_connections` is per node, and callers beyond it wait for a connection
+    (`store/redis_cluster.py`), as they do on a single node's blocking pool.
     """
-    client = RedisCluster(
+    client = WaitingRedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in cluster_startup_nodes(url)],
         max_connections=max_connections,
         socket_timeout=5,

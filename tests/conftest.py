@@ -20,11 +20,14 @@ import asyncpg
 import pytest
 import redis.asyncio as redis_asyncio
 from moto.server import ThreadedMotoServer
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 
-from config.clients import open_sns, open_sqs
+from config.clients import cluster_startup_nodes, open_sns, open_sqs
+from config.feed import FeedRedis
 from config.settings import Settings
 from store.db import create_pool, drop_database, with_database
 from store.migrate import upgrade
+from tests.cluster.servers import LocalCluster
 from tests.settings import (
     TEST_DB,
     PortFactory,
@@ -91,6 +94,66 @@ async def redis_client() -> AsyncIterator[redis_asyncio.Redis]:
     await client.flushdb()
     yield client
     await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def local_cluster() -> Iterator[LocalCluster]:
+    """A real Redis Cluster on loopback for the session: 3 masters, 3 replicas.
+
+    Started by the first test that asks for it, stopped at the session's end,
+    failed or not (tests/cluster/servers.py).
+    """
+    cluster = LocalCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def redis_cluster_url(local_cluster: LocalCluster) -> str:
+    """The URL (`redis+cluster://…`) of the session's cluster, emptied for this test."""
+    local_cluster.flush()
+    return local_cluster.url
+
+
+@pytest.fixture
+async def cluster_client(redis_cluster_url: str) -> AsyncIterator[RedisCluster]:
+    """A client of the emptied cluster (bytes replies), closed after the test."""
+    nodes = [ClusterNode(host, port) for host, port in cluster_startup_nodes(redis_cluster_url)]
+    client = RedisCluster(startup_nodes=nodes)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(params=["node", "cluster"])
+def redis_topology(request: pytest.FixtureRequest) -> str:
+    """Run the test on one Redis node, then on the session's Redis Cluster."""
+    return str(request.param)
+
+
+@pytest.fixture
+def feed_redis(redis_topology: str, request: pytest.FixtureRequest) -> FeedRedis:
+    """An emptied Redis for the feed paths: the test database on one node, or the
+    session's cluster (`redis_topology` says which; the cluster starts only if asked).
+
+    A plain fixture on purpose: it picks an async one by name at set-up time, when no
+    event loop is running yet.
+    """
+    name = "cluster_client" if redis_topology == "cluster" else "redis_client"
+    client: FeedRedis = request.getfixturevalue(name)
+    return client
+
+
+@pytest.fixture
+def feed_redis_url(redis_topology: str, request: pytest.FixtureRequest) -> str:
+    """The REDIS_URL of `feed_redis`, for settings of processes the test starts."""
+    if redis_topology == "cluster":
+        return str(request.getfixturevalue("redis_cluster_url"))
+    return redis_test_url()
 
 
 @pytest.fixture

@@ -69,6 +69,7 @@ from contracts.failures import REDIS, boundary
 from contracts.keys import careful_until_key, fanout_marker_key, feed_key
 from pipelines.feed.ports import BatchResult
 from pipelines.feed.redis_feeds import bulk, feed_keys_resp
+from store.redis_cluster import connection_permit
 
 PUSH_SCRIPT: Final = resources.files("pipelines.feed").joinpath("cluster_push.lua").read_bytes()
 # Redis 7 and newer: one call per node for every feed of a batch on that node.
@@ -316,7 +317,7 @@ class ClusterFeedStore:
         args = bulk(post) + bulk(b"1" if careful else b"0") + bulk(self._max_length)
         packed = b"".join([head, b"$1\r\n1\r\n", keys[items[0]], args, *(keys[i] for i in items)])
         try:
-            (reply,) = await _exchange(node, packed, 1, False)
+            (reply,) = await _exchange(self._client, node, packed, 1, False)
         except _UNREACHABLE as exc:
             state.retry.extend(items)
             state.unreachable = exc
@@ -355,7 +356,7 @@ class ClusterFeedStore:
         prefix = b"*1\r\n$6\r\nASKING\r\n" + head if asking else head
         packed = b"".join([b"".join((prefix, keys[i], tail)) for i in items])
         try:
-            replies = await _exchange(node, packed, len(items), asking)
+            replies = await _exchange(self._client, node, packed, len(items), asking)
         except _UNREACHABLE as exc:
             state.retry.extend(items)
             state.unreachable = exc
@@ -433,8 +434,19 @@ def _split_keys(packed: bytes, count: int) -> list[bytes]:
     return [packed[i * n : (i + 1) * n] for i in range(count)]
 
 
-async def _exchange(node: ClusterNode, packed: bytes, count: int, asking: bool) -> list[Any]:
-    """Send one pipeline to `node` and read `count` replies (errors as values)."""
+async def _exchange(
+    client: RedisCluster, node: ClusterNode, packed: bytes, count: int, asking: bool
+) -> list[Any]:
+    """Send one pipeline to `node` and read `count` replies (errors as values).
+
+    It holds one of the client's connection permits meanwhile, so a burst of
+    fan-outs waits for a connection instead of exhausting the node's pool.
+    """
+    async with connection_permit(client):
+        return await _exchange_on(node, packed, count, asking)
+
+
+async def _exchange_on(node: ClusterNode, packed: bytes, count: int, asking: bool) -> list[Any]:
     conn = node.acquire_connection()
     try:
         await node.disconnect_if_needed(conn)

@@ -1,25 +1,22 @@
-"""The feed path on a real Redis Cluster: fan-out, redelivery, cap, failures, resharding."""
+"""What only a Redis Cluster has: its URL, and slots migrating during a fan-out.
+
+The feed paths that both topologies share run on the cluster as well as on one
+node through the `feed_redis` fixture (tests/integration/pipelines/feed and
+feed_over_sqs, tests/integration/reconcile).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Sequence
-from contextlib import AsyncExitStack
 
 import pytest
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 
-from config.clients import cluster_startup_nodes, is_cluster_url, open_redis_cluster
-from config.feed import build_feed_handler
+from config.clients import cluster_startup_nodes, is_cluster_url
 from contracts.keys import feed_key
-from contracts.outcomes import ACK
 from pipelines.feed.cluster_feeds import ClusterFeedStore
-from pipelines.feed.redis_cache import RedisConnectionCache
-from tests.factories import post_created
-from tests.fakes import FakeConnectionSource
-from tests.settings import make_settings
 
 
 def _store(client: RedisCluster, max_length: int = 800) -> ClusterFeedStore:
@@ -39,102 +36,6 @@ async def _occurrences(
             pipe.lrange(feed_key(user), 0, -1)
         feeds = await pipe.execute()
     return {feed.count(str(post).encode()) for feed in feeds}
-
-
-async def test_a_fan_out_lands_once_in_each_of_3000_feeds(cluster_client: RedisCluster) -> None:
-    store, users, post = _store(cluster_client), _users(3000), uuid.uuid4()
-
-    result = await store.push_batch(post, users, digest="d1", owner="a", careful=False)
-
-    assert (result.written, result.skipped, result.failed) == (3000, 0, ())
-    assert await _occurrences(cluster_client, users, post) == {1}
-    again = await store.push_batch(post, users, digest="d1", owner="b", careful=False)
-    assert again.already_done
-
-
-async def test_a_second_owner_and_careful_pushes_never_duplicate(
-    cluster_client: RedisCluster,
-) -> None:
-    store, users, post = _store(cluster_client), _users(500), uuid.uuid4()
-    first, rest = users[:200], users
-    await store.push_batch(post, first, digest="half", owner="a", careful=False)
-
-    second = await store.push_batch(post, rest, digest="all", owner="b", careful=False)
-    careful = await store.push_batch(post, rest, digest="again", owner="b", careful=True)
-
-    assert (second.written, second.skipped) == (300, 200)
-    assert (careful.written, careful.skipped) == (0, 500)
-    assert await _occurrences(cluster_client, users, post) == {1}
-
-
-async def test_concurrent_owners_of_one_batch_never_duplicate(
-    cluster_client: RedisCluster,
-) -> None:
-    store, users, post = _store(cluster_client), _users(2000), uuid.uuid4()
-
-    a, b = await asyncio.gather(
-        store.push_batch(post, users, digest="d", owner="a", careful=False),
-        store.push_batch(post, users, digest="d", owner="b", careful=False),
-    )
-
-    assert a.written + b.written + a.skipped + b.skipped in (2000, 4000)
-    assert await _occurrences(cluster_client, users, post) == {1}
-
-
-async def test_the_cap_holds_on_full_feeds(cluster_client: RedisCluster) -> None:
-    store, users = _store(cluster_client, max_length=5), _users(50)
-    posts = [uuid.uuid4() for _ in range(8)]
-
-    for n, post in enumerate(posts):
-        await store.push_batch(post, users, digest=f"d{n}", owner="a", careful=n % 2 == 1)
-
-    for user in users[:10]:
-        assert await store.head(user, 10) == posts[::-1][:5]
-
-
-async def test_a_wrong_type_fails_only_its_target_and_the_next_attempt_writes_only_it(
-    cluster_client: RedisCluster,
-) -> None:
-    store, users, post = _store(cluster_client), _users(300), uuid.uuid4()
-    broken = users[123]
-    await cluster_client.set(feed_key(broken), "not a list")
-
-    first = await store.push_batch(post, users, digest="d", owner="a", careful=False)
-    await cluster_client.delete(feed_key(broken))
-    second = await store.push_batch(post, users, digest="d", owner="b", careful=False)
-
-    assert (first.written, first.failed) == (299, (broken,))
-    assert (second.written, second.skipped, second.failed) == (1, 299, ())
-    assert await _occurrences(cluster_client, users, post) == {1}
-    assert (await store.push_batch(post, users, digest="d", owner="c", careful=False)).already_done
-
-
-async def test_the_feed_handler_fans_out_end_to_end_on_a_cluster(redis_cluster_url: str) -> None:
-    source, author, friends = FakeConnectionSource(), uuid.uuid4(), _users(2500)
-    source.connect(author, *friends)
-    settings = make_settings(redis_url=redis_cluster_url, fanout_batch_size=1000)
-    event = post_created(author_id=author)
-
-    async with AsyncExitStack() as stack:
-        handler = await build_feed_handler(stack, settings, connection_source=source)
-        assert await handler.handle([event]) == [ACK]
-        assert await handler.handle([event]) == [ACK]  # a redelivery: batches already done
-        client = open_redis_cluster(stack, redis_cluster_url)
-        assert await _occurrences(client, friends, event.payload.post_id) == {1}  # type: ignore[union-attr]
-    assert source.calls == 1  # the second delivery read the cached connections
-
-
-async def test_the_connection_cache_works_on_a_cluster(cluster_client: RedisCluster) -> None:
-    cache = RedisConnectionCache(cluster_client, fresh_ttl=60, stale_ttl=600)
-    user, ids = uuid.uuid4(), _users(3)
-
-    seen = await cache.read(user)
-    assert await cache.store_if_unchanged(user, ids, seen.generation)
-    assert list((await cache.read(user)).connections or []) == ids
-    await cache.invalidate(user)
-    assert (await cache.read(user)).connections is None
-    assert not await cache.store_if_unchanged(user, ids[:1], seen.generation)
-    assert list(await cache.read_stale(user) or []) == ids
 
 
 def test_the_cluster_url_names_its_seed_nodes() -> None:

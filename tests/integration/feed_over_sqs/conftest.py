@@ -26,3 +26,13 @@ def worker_settings(settings: Settings, settings_factory: SettingsFactory) -> Se
 async def stack() -> AsyncIterator[AsyncExitStack]:
     async with AsyncExitStack() as s:
         yield s
+
+
+@pytest.fixture
+def feed_worker_settings(
+    settings: Settings, settings_factory: SettingsFactory, feed_redis_url: str
+) -> Settings:
+    """`worker_settings` on `feed_redis`: the test runs on one node, then on the cluster."""
+    return settings_factory(
+        aws_endpoint_url=settings.aws_endpoint_url, pollers=1, redis_url=feed_redis_url
+    )

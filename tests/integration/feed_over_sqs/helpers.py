@@ -18,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from config.feed import build_feed_handler
+from config.feed import FeedRedis, build_feed_handler
 from config.settings import Settings
 from config.worker import consumer_options
 from consumers.runtime import SqsConsumer
@@ -159,7 +159,7 @@ def reads_timing_out(url: str) -> ReadsTimingOutRedis:
 
 
 async def feeds_holding(
-    client: redis_asyncio.Redis, users: list[uuid.UUID], post: str
+    client: FeedRedis, users: list[uuid.UUID], post: str
 ) -> dict[uuid.UUID, int]:
     """How often each user's feed holds `post`."""
     async with client.pipeline(transaction=False) as pipe:

@@ -9,8 +9,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-import redis.asyncio as redis_asyncio
 
+from config.feed import FeedRedis
 from config.settings import Settings
 from consumers.publish import send_raw
 from consumers.topology import Topology
@@ -38,10 +38,13 @@ RECEIVED = "socialpipe_messages_received_total"
 
 
 @pytest.fixture
-def breaker_settings(settings: Settings, settings_factory: SettingsFactory) -> Settings:
-    """One poller and a breaker that opens after two failing calls of two."""
+def breaker_settings(
+    settings: Settings, settings_factory: SettingsFactory, feed_redis_url: str
+) -> Settings:
+    """One poller and a breaker that opens after two failing calls of two, on `feed_redis`."""
     return settings_factory(
         aws_endpoint_url=settings.aws_endpoint_url,
+        redis_url=feed_redis_url,
         pollers=1,
         breaker_min_calls=2,
         breaker_failure_rate=0.5,
@@ -55,7 +58,7 @@ async def send(sqs: Any, topo: Topology, event: Envelope) -> None:
 
 async def test_failing_source_falls_back_to_the_stale_cached_list(
     db: asyncpg.Pool,
-    redis_client: redis_asyncio.Redis,
+    feed_redis: FeedRedis,
     sqs: Any,
     topo: Topology,
     breaker_settings: Settings,
@@ -68,7 +71,7 @@ async def test_failing_source_falls_back_to_the_stale_cached_list(
     consumer, _ = await feed_worker(stack, sqs, cfg, topo, connection_source=source)
     await send(sqs, topo, await create_post(db, graph.author))
     await asyncio.wait_for(consumer.run(burst=True), 30)
-    assert await redis_client.delete(connections_cache_key(graph.author)) == 1
+    assert await feed_redis.delete(connections_cache_key(graph.author)) == 1
     # WHEN the source fails and a new post arrives
     source.down = True
     event = await create_post(db, graph.author)
@@ -77,14 +80,14 @@ async def test_failing_source_falls_back_to_the_stale_cached_list(
     await asyncio.wait_for(consumer.run(burst=True), 30)
     # THEN the source was tried, and the stale list served every connection
     assert source.failed_reads >= 1
-    held = await feeds_holding(redis_client, graph.connections, post_id(event))
+    held = await feeds_holding(feed_redis, graph.connections, post_id(event))
     assert held == dict.fromkeys(graph.connections, 1)
     assert await depth(sqs, topo.dlq_url(FEED)) == 0
 
 
 async def test_open_breaker_without_cache_pauses_polling_until_half_open(
     db: asyncpg.Pool,
-    redis_client: redis_asyncio.Redis,
+    feed_redis: FeedRedis,
     sqs: Any,
     topo: Topology,
     breaker_settings: Settings,
@@ -120,7 +123,7 @@ async def test_open_breaker_without_cache_pauses_polling_until_half_open(
 
         # THEN the half-open trial succeeds, the breaker closes and the post is served
         async def served() -> bool:
-            held = await feeds_holding(redis_client, graph.connections, post_id(event))
+            held = await feeds_holding(feed_redis, graph.connections, post_id(event))
             return set(held.values()) == {1}
 
         await eventually(served, what="post served after half-open")

@@ -8,8 +8,8 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import asyncpg
-import redis.asyncio as redis_asyncio
 
+from config.feed import FeedRedis
 from config.settings import Settings
 from consumers.publish import send_raw
 from consumers.topology import Topology
@@ -23,30 +23,30 @@ from tests.integration.pipelines.feed.helpers import create_post, feed, post_id
 
 async def test_published_post_reaches_both_directions_of_connections_once_at_the_head(
     db: asyncpg.Pool,
-    redis_client: redis_asyncio.Redis,
+    feed_redis: FeedRedis,
     sqs: Any,
     sns: Any,
     topo: Topology,
-    worker_settings: Settings,
+    feed_worker_settings: Settings,
     stack: AsyncExitStack,
 ) -> None:
     # GIVEN an author with accepted connections both ways, each feed holding an older post
     graph = await small_graph(db)
     older = str(uuid.uuid4())
     for user in graph.connections:
-        await redis_client.lpush(feed_key(user), older)
+        await feed_redis.lpush(feed_key(user), older)
     event = await create_post(db, graph.author)
     # WHEN the same PostCreated is published three times and a burst worker drains the queue
     await publish_events(sns, topo.topic_arn, [event, event, event])
-    consumer, _ = await feed_worker(stack, sqs, worker_settings, topo)
+    consumer, _ = await feed_worker(stack, sqs, feed_worker_settings, topo)
     await asyncio.wait_for(consumer.run(burst=True), 30)
     # THEN every connection's feed holds the post once, at the head, above the older one
     for user in graph.connections:
-        assert await feed(redis_client, user) == [post_id(event), older]
+        assert await feed(feed_redis, user) == [post_id(event), older]
     # AND pending, declined and unrelated users got nothing
-    held = await feeds_holding(redis_client, graph.outsiders, post_id(event))
+    held = await feeds_holding(feed_redis, graph.outsiders, post_id(event))
     assert held == dict.fromkeys(graph.outsiders, 0)
-    assert await redis_client.exists(*[feed_key(u) for u in graph.outsiders]) == 0
+    assert await feed_redis.exists(*[feed_key(u) for u in graph.outsiders]) == 0
     # AND all three deliveries were acknowledged, none dead-lettered
     assert await depth(sqs, topo.queue_url(FEED)) == 0
     assert await depth(sqs, topo.dlq_url(FEED)) == 0
@@ -54,10 +54,10 @@ async def test_published_post_reaches_both_directions_of_connections_once_at_the
 
 async def test_raw_and_sns_enveloped_bodies_are_both_fanned_out(
     db: asyncpg.Pool,
-    redis_client: redis_asyncio.Redis,
+    feed_redis: FeedRedis,
     sqs: Any,
     topo: Topology,
-    worker_settings: Settings,
+    feed_worker_settings: Settings,
     stack: AsyncExitStack,
 ) -> None:
     # GIVEN one post sent as a raw body and one wrapped in an SNS notification
@@ -67,9 +67,9 @@ async def test_raw_and_sns_enveloped_bodies_are_both_fanned_out(
     await send_raw(sqs, url, raw.to_json(), raw.attributes())
     await send_raw(sqs, url, sns_notification(wrapped, topo.topic_arn))
     # WHEN a burst worker drains the queue
-    consumer, _ = await feed_worker(stack, sqs, worker_settings, topo)
+    consumer, _ = await feed_worker(stack, sqs, feed_worker_settings, topo)
     await asyncio.wait_for(consumer.run(burst=True), 30)
     # THEN both posts are in every connection's feed, once each
     for user in graph.connections:
-        assert sorted(await feed(redis_client, user)) == sorted([post_id(raw), post_id(wrapped)])
+        assert sorted(await feed(feed_redis, user)) == sorted([post_id(raw), post_id(wrapped)])
     assert await depth(sqs, topo.dlq_url(FEED)) == 0

@@ -11,6 +11,7 @@ import orjson
 import redis.asyncio as redis_asyncio
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from config.feed import FeedRedis
 from config.settings import Settings
 from consumers.publish import send_raw
 from consumers.topology import Topology
@@ -51,16 +52,16 @@ def poison_bodies() -> dict[str, bytes]:
 
 async def test_poison_messages_are_dead_lettered_while_the_same_worker_serves_good_ones(
     db: asyncpg.Pool,
-    redis_client: redis_asyncio.Redis,
+    feed_redis: FeedRedis,
     sqs: Any,
     topo: Topology,
-    worker_settings: Settings,
+    feed_worker_settings: Settings,
     stack: AsyncExitStack,
 ) -> None:
     # GIVEN a running feed worker
     graph = await small_graph(db)
     url, dlq = topo.queue_url(FEED), topo.dlq_url(FEED)
-    consumer, _ = await feed_worker(stack, sqs, worker_settings, topo)
+    consumer, _ = await feed_worker(stack, sqs, feed_worker_settings, topo)
     served: list[str] = []
     async with running(consumer) as task:
         for count, body in enumerate(poison_bodies().values(), start=1):
@@ -72,7 +73,7 @@ async def test_poison_messages_are_dead_lettered_while_the_same_worker_serves_go
 
             # THEN the poison one reaches the DLQ and the good one every feed
             async def done(post: str = post_id(good), dead: int = count) -> bool:
-                held = await feeds_holding(redis_client, graph.connections, post)
+                held = await feeds_holding(feed_redis, graph.connections, post)
                 return set(held.values()) == {1} and await depth(sqs, dlq) == dead
 
             await eventually(done, what=f"poison body {count} dead-lettered, good post served")
@@ -85,7 +86,7 @@ async def test_poison_messages_are_dead_lettered_while_the_same_worker_serves_go
         assert a["attempts"] == "1"
         assert a["sourceQueue"] == FEED
     for post in served:
-        held = await feeds_holding(redis_client, graph.connections, post)
+        held = await feeds_holding(feed_redis, graph.connections, post)
         assert held == dict.fromkeys(graph.connections, 1)
     assert await depth(sqs, url) == 0
 

@@ -7,8 +7,8 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import asyncpg
-import redis.asyncio as redis_asyncio
 
+from config.feed import FeedRedis
 from config.settings import Settings
 from consumers.publish import send_raw
 from consumers.topology import Topology
@@ -23,12 +23,13 @@ GRACE = 0.05
 
 async def test_stop_cuts_a_long_fan_out_short_after_the_grace_and_returns_the_message(
     db: asyncpg.Pool,
-    redis_client: redis_asyncio.Redis,
+    feed_redis: FeedRedis,
     sqs: Any,
     topo: Topology,
     settings: Settings,
     stack: AsyncExitStack,
     settings_factory: SettingsFactory,
+    feed_redis_url: str,
 ) -> None:
     # GIVEN a worker fanning a post out to 12,000 feeds two at a time
     author, *others = await add_users(db, CONNECTIONS + 1)
@@ -37,6 +38,7 @@ async def test_stop_cuts_a_long_fan_out_short_after_the_grace_and_returns_the_me
     await send_raw(sqs, topo.queue_url(FEED), event.to_json(), event.attributes())
     cfg = settings_factory(
         aws_endpoint_url=settings.aws_endpoint_url,
+        redis_url=feed_redis_url,
         pollers=1,
         fanout_batch_size=2,
         fanout_parallelism=1,
@@ -46,7 +48,7 @@ async def test_stop_cuts_a_long_fan_out_short_after_the_grace_and_returns_the_me
     task = asyncio.create_task(consumer.run())
 
     async def started() -> bool:
-        return bool(await redis_client.hlen(fanout_marker_key(post_id(event))))
+        return bool(await feed_redis.hlen(fanout_marker_key(post_id(event))))
 
     await eventually(started, what="fan-out under way")
     # WHEN it is asked to stop
@@ -58,7 +60,7 @@ async def test_stop_cuts_a_long_fan_out_short_after_the_grace_and_returns_the_me
     # THEN it stops soon after the grace instead of finishing the fan-out first,
     # having served some feeds, each at most once, and the message is back in the queue
     assert took < GRACE + 0.5, f"stopping took {took:.2f} s"
-    held = await feeds_holding(redis_client, others, post_id(event))
+    held = await feeds_holding(feed_redis, others, post_id(event))
     assert 0 < sum(held.values()) < CONNECTIONS
     assert max(held.values()) == 1
     got = await sqs.get_queue_attributes(

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import redis.asyncio as redis_asyncio
 
+from config.feed import FeedRedis
 from contracts.outcomes import ACK
 from loadtest.graph import GraphShape, build_graph, seed_graph
 from pipelines.search.handler import index_users, pool_loader
@@ -66,7 +66,7 @@ async def seed_world(db: asyncpg.Pool) -> tuple[list[uuid.UUID], list[Post]]:
 
 
 async def fan_out(
-    client: redis_asyncio.Redis,
+    client: FeedRedis,
     stack: AsyncExitStack,
     posts: list[Post],
     *,
@@ -81,7 +81,7 @@ async def fan_out(
 
 async def pipeline_feeds(
     db: asyncpg.Pool,
-    client: redis_asyncio.Redis,
+    client: FeedRedis,
     stack: AsyncExitStack,
     *,
     max_length: int,
@@ -109,14 +109,12 @@ async def index_with_unchanged_edits(db: asyncpg.Pool, every: int = 7) -> list[u
     return touched
 
 
-async def all_feeds(
-    client: redis_asyncio.Redis, users: list[uuid.UUID]
-) -> dict[uuid.UUID, list[str]]:
+async def all_feeds(client: FeedRedis, users: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
     return {u: got for u in users if (got := await feed(client, u))}
 
 
 def feed_reconciler(
-    db: asyncpg.Pool, client: redis_asyncio.Redis, max_length: int, **options: object
+    db: asyncpg.Pool, client: FeedRedis, max_length: int, **options: object
 ) -> FeedReconciler:
     opts = FeedReconcileOptions(max_length=max_length, batch_size=300, **options)  # type: ignore[arg-type]
     return FeedReconciler(db, RedisFeedRewriter(client, max_length=max_length), opts)

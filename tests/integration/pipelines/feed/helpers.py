@@ -8,9 +8,8 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import redis.asyncio as redis_asyncio
 
-from config.feed import build_feed_handler
+from config.feed import FeedRedis, build_feed_handler
 from contracts.events import Envelope, PostCreated
 from contracts.keys import feed_key
 from pipelines.feed.handler import FeedHandler
@@ -57,7 +56,7 @@ async def create_post(
     return event
 
 
-async def feed(client: redis_asyncio.Redis, user: uuid.UUID) -> list[str]:
+async def feed(client: FeedRedis, user: uuid.UUID) -> list[str]:
     return [_text(v) for v in await client.lrange(feed_key(user), 0, -1)]
 
 
@@ -73,7 +72,7 @@ def post_id(event: Envelope) -> str:
 
 async def build(
     stack: AsyncExitStack,
-    client: redis_asyncio.Redis | None,
+    client: FeedRedis | None,
     *,
     source: ConnectionSource | None = None,
     clock: FakeClock | None = None,

@@ -10,9 +10,9 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
-import redis.asyncio as redis_asyncio
 from prometheus_client import REGISTRY
 
+from config.feed import FeedRedis
 from contracts.events import utcnow
 from contracts.keys import connections_cache_key, feed_key
 from contracts.outcomes import ACK, DeadLetter, Retry
@@ -40,7 +40,7 @@ async def stack() -> AsyncIterator[AsyncExitStack]:
 
 
 async def test_connections_in_both_directions_get_the_post_at_the_head(
-    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+    db: asyncpg.Pool, feed_redis: FeedRedis, stack: AsyncExitStack
 ) -> None:
     # GIVEN an author who asked one user and was asked by another, both accepted,
     # and whose feeds already hold an older post
@@ -48,8 +48,8 @@ async def test_connections_in_both_directions_get_the_post_at_the_head(
     await connect(db, author, [asked])
     await connect(db, asker, [author])
     for user in (asked, asker):
-        await redis_client.lpush(feed_key(user), "older-post")
-    handler = await build(stack, redis_client)
+        await feed_redis.lpush(feed_key(user), "older-post")
+    handler = await build(stack, feed_redis)
     event = await create_post(db, author)
     latency_before = _sample("socialpipe_end_to_end_latency_seconds_count", LATENCY_LABELS)
     written_before = _sample("socialpipe_fanout_targets_written_total")
@@ -65,19 +65,19 @@ async def test_connections_in_both_directions_get_the_post_at_the_head(
     )
     assert _sample("socialpipe_fanout_targets_written_total") == written_before + 2
     post = post_id(event)
-    assert await feed(redis_client, asked) == [post, "older-post"]
-    assert await feed(redis_client, asker) == [post, "older-post"]
-    assert await feed(redis_client, author) == []
+    assert await feed(feed_redis, asked) == [post, "older-post"]
+    assert await feed(feed_redis, asker) == [post, "older-post"]
+    assert await feed(feed_redis, author) == []
 
 
 async def test_post_missing_from_postgres_or_of_another_author_is_dead_lettered_unsent(
-    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+    db: asyncpg.Pool, feed_redis: FeedRedis, stack: AsyncExitStack
 ) -> None:
     # GIVEN an author with a connection, an event naming a post PostgreSQL does not
     # have, and an event naming a stored post under the wrong author
     author, friend, other = await add_users(db, 3)
     await connect(db, author, [friend])
-    handler = await build(stack, redis_client)
+    handler = await build(stack, feed_redis)
     missing = post_created(author_id=author)
     stored = await create_post(db, other)
     misattributed = post_created(author_id=author, post_id=uuid.UUID(post_id(stored)))
@@ -90,35 +90,35 @@ async def test_post_missing_from_postgres_or_of_another_author_is_dead_lettered_
         assert isinstance(outcome, DeadLetter)
         assert outcome.error_type == "UnknownEntity"
         assert post_id(event) in outcome.reason
-    assert await feed(redis_client, friend) == []
+    assert await feed(feed_redis, friend) == []
 
 
 async def test_pending_declined_and_strangers_get_nothing(
-    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+    db: asyncpg.Pool, feed_redis: FeedRedis, stack: AsyncExitStack
 ) -> None:
     # GIVEN one accepted, one pending, one declined connection and a stranger
     author, friend, pending, declined, stranger = await add_users(db, 5)
     await connect(db, author, [friend])
     await connect(db, author, [pending], status="pending")
     await connect(db, declined, [author], status="declined")
-    handler = await build(stack, redis_client)
+    handler = await build(stack, feed_redis)
 
     # WHEN a post is handled
     assert await handler.handle([await create_post(db, author)]) == [ACK]
 
     # THEN only the accepted connection has a feed
-    assert len(await feed(redis_client, friend)) == 1
+    assert len(await feed(feed_redis, friend)) == 1
     for user in (pending, declined, stranger):
-        assert await feed(redis_client, user) == []
+        assert await feed(feed_redis, user) == []
 
 
 async def test_duplicate_delivery_leaves_one_entry_per_feed(
-    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+    db: asyncpg.Pool, feed_redis: FeedRedis, stack: AsyncExitStack
 ) -> None:
     # GIVEN an author with connections spread over several batches
     author, *friends = await add_users(db, 26)
     await connect(db, author, friends)
-    handler = await build(stack, redis_client, fanout_batch_size=10)
+    handler = await build(stack, feed_redis, fanout_batch_size=10)
     event = await create_post(db, author)
 
     # WHEN the same event is handled three times
@@ -128,11 +128,11 @@ async def test_duplicate_delivery_leaves_one_entry_per_feed(
     # THEN every feed holds the post exactly once
     post = post_id(event)
     for friend in friends:
-        assert await feed(redis_client, friend) == [post]
+        assert await feed(feed_redis, friend) == [post]
 
 
 async def test_author_with_12000_connections_reaches_all(
-    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+    db: asyncpg.Pool, feed_redis: FeedRedis, stack: AsyncExitStack
 ) -> None:
     # GIVEN an author with 12,000 accepted connections, half in each direction
     author, *friends = await add_users(db, 12_001)
@@ -143,7 +143,7 @@ async def test_author_with_12000_connections_reaches_all(
             records=[(f, author, "accepted") for f in friends[6000:]],
             columns=["requester_id", "addressee_id", "status"],
         )
-    handler = await build(stack, redis_client)
+    handler = await build(stack, feed_redis)
 
     # WHEN a post is handled
     event = await create_post(db, author)
@@ -151,7 +151,7 @@ async def test_author_with_12000_connections_reaches_all(
 
     # THEN every one of them has it
     post = post_id(event).encode()
-    async with redis_client.pipeline(transaction=False) as pipe:
+    async with feed_redis.pipeline(transaction=False) as pipe:
         for friend in friends:
             pipe.lindex(feed_key(friend), 0)
         heads = await pipe.execute()
@@ -159,13 +159,13 @@ async def test_author_with_12000_connections_reaches_all(
 
 
 async def test_feed_is_capped_with_newest_at_head(
-    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+    db: asyncpg.Pool, feed_redis: FeedRedis, stack: AsyncExitStack
 ) -> None:
     # GIVEN a feed limit of 5 and a feed already over it (limit lowered later)
     author, friend = await add_users(db, 2)
     await connect(db, author, [friend])
-    await redis_client.rpush(feed_key(friend), *[f"old-{i}" for i in range(9)])
-    handler = await build(stack, redis_client, feed_max_length=5)
+    await feed_redis.rpush(feed_key(friend), *[f"old-{i}" for i in range(9)])
+    handler = await build(stack, feed_redis, feed_max_length=5)
 
     # WHEN 8 posts are handled
     events = [await create_post(db, author) for _ in range(8)]
@@ -174,17 +174,17 @@ async def test_feed_is_capped_with_newest_at_head(
 
     # THEN the feed holds exactly the 5 newest, newest first
     newest = [post_id(e) for e in reversed(events)][:5]
-    assert await feed(redis_client, friend) == newest
+    assert await feed(feed_redis, friend) == newest
 
 
 async def test_wrong_type_key_fails_only_that_target_and_redelivery_completes_it(
-    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+    db: asyncpg.Pool, feed_redis: FeedRedis, stack: AsyncExitStack
 ) -> None:
     # GIVEN one connection whose feed key holds a string, in a batch with others
     author, broken, *others = await add_users(db, 8)
     await connect(db, author, [broken, *others])
-    await redis_client.set(feed_key(broken), "not a list")
-    handler = await build(stack, redis_client, fanout_batch_size=3)
+    await feed_redis.set(feed_key(broken), "not a list")
+    handler = await build(stack, feed_redis, fanout_batch_size=3)
     event = await create_post(db, author)
     post = post_id(event)
 
@@ -195,19 +195,19 @@ async def test_wrong_type_key_fails_only_that_target_and_redelivery_completes_it
     assert isinstance(outcome, Retry)
     assert str(broken) in outcome.reason
     for user in others:
-        assert await feed(redis_client, user) == [post]
+        assert await feed(feed_redis, user) == [post]
 
     # WHEN the key is fixed and the event delivered again
-    await redis_client.delete(feed_key(broken))
+    await feed_redis.delete(feed_key(broken))
     assert await handler.handle([event]) == [ACK]
 
     # THEN the missing target has it and nobody got it twice
     for user in [broken, *others]:
-        assert await feed(redis_client, user) == [post]
+        assert await feed(feed_redis, user) == [post]
 
 
 async def test_old_event_is_handled_carefully_skipping_feeds_that_hold_the_post(
-    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+    db: asyncpg.Pool, feed_redis: FeedRedis, stack: AsyncExitStack
 ) -> None:
     # GIVEN an event older than the marker TTL whose post already reached one feed,
     # and no marker left (it expired)
@@ -215,65 +215,65 @@ async def test_old_event_is_handled_carefully_skipping_feeds_that_hold_the_post(
     await connect(db, author, [reached, missed])
     event = await create_post(db, author, occurred_at=utcnow() - timedelta(days=2))
     post = post_id(event)
-    await redis_client.lpush(feed_key(reached), post, "newer-post")
-    handler = await build(stack, redis_client)
+    await feed_redis.lpush(feed_key(reached), post, "newer-post")
+    handler = await build(stack, feed_redis)
 
     # WHEN handled
     assert await handler.handle([event]) == [ACK]
 
     # THEN the reached feed is untouched and the missed one got the post
-    assert await feed(redis_client, reached) == ["newer-post", post]
-    assert await feed(redis_client, missed) == [post]
+    assert await feed(feed_redis, reached) == ["newer-post", post]
+    assert await feed(feed_redis, missed) == [post]
 
 
 async def test_connection_accepted_invalidates_both_cached_lists(
-    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+    db: asyncpg.Pool, feed_redis: FeedRedis, stack: AsyncExitStack
 ) -> None:
     # GIVEN two users whose connection lists are cached (each posted once)
     a, b, c = await add_users(db, 3)
     await connect(db, a, [c])
-    handler = await build(stack, redis_client)
+    handler = await build(stack, feed_redis)
     for author in (a, b):
         assert await handler.handle([await create_post(db, author)]) == [ACK]
-        assert await redis_client.exists(connections_cache_key(author))
+        assert await feed_redis.exists(connections_cache_key(author))
 
     # WHEN a and b connect and the event is handled
     await connect(db, a, [b])
     assert await handler.handle([connection_accepted(requester_id=a, addressee_id=b)]) == [ACK]
 
     # THEN both caches are gone and the next post of b reaches a
-    assert not await redis_client.exists(connections_cache_key(a), connections_cache_key(b))
+    assert not await feed_redis.exists(connections_cache_key(a), connections_cache_key(b))
     event = await create_post(db, b)
     assert await handler.handle([event]) == [ACK]
-    assert (await feed(redis_client, a))[0] == post_id(event)
+    assert (await feed(feed_redis, a))[0] == post_id(event)
 
 
 async def test_other_event_types_are_acknowledged_and_ignored(
-    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+    db: asyncpg.Pool, feed_redis: FeedRedis, stack: AsyncExitStack
 ) -> None:
-    handler = await build(stack, redis_client)
+    handler = await build(stack, feed_redis)
     event = profile_updated()
 
     assert await handler.handle([event]) == [ACK]
-    assert await redis_client.dbsize() == 0
+    assert await feed_redis.dbsize() == 0
 
 
 async def test_occurred_at_without_offset_is_read_as_utc(
-    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+    db: asyncpg.Pool, feed_redis: FeedRedis, stack: AsyncExitStack
 ) -> None:
     # GIVEN an event whose occurredAt carries no UTC offset
     author, friend = await add_users(db, 2)
     await connect(db, author, [friend])
-    handler = await build(stack, redis_client)
+    handler = await build(stack, feed_redis)
     event = await create_post(db, author, occurred_at=utcnow().replace(tzinfo=None))
 
     # WHEN handled THEN it is fanned out like any other
     assert await handler.handle([event]) == [ACK]
-    assert await feed(redis_client, friend) == [post_id(event)]
+    assert await feed(feed_redis, friend) == [post_id(event)]
 
 
 async def test_more_concurrent_fan_outs_than_redis_connections_all_succeed(
-    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, stack: AsyncExitStack
+    db: asyncpg.Pool, feed_redis: FeedRedis, feed_redis_url: str, stack: AsyncExitStack
 ) -> None:
     # GIVEN a handler on its own Redis pool (20 connections with parallelism 1)
     # and 40 authors posting at the same moment
@@ -281,7 +281,7 @@ async def test_more_concurrent_fan_outs_than_redis_connections_all_succeed(
     friend, *_ = await add_users(db, 1)
     for author in authors:
         await connect(db, author, [friend])
-    handler = await build(stack, None, fanout_parallelism=1)
+    handler = await build(stack, None, redis_url=feed_redis_url, fanout_parallelism=1)
     events = [await create_post(db, author) for author in authors]
 
     # WHEN all are handled concurrently
@@ -289,4 +289,4 @@ async def test_more_concurrent_fan_outs_than_redis_connections_all_succeed(
 
     # THEN none failed for lack of a connection, and the friend got every post
     assert outcomes == [[ACK]] * 40
-    assert sorted(await feed(redis_client, friend)) == sorted(post_id(e) for e in events)
+    assert sorted(await feed(feed_redis, friend)) == sorted(post_id(e) for e in events)

@@ -1,24 +1,36 @@
-"""The ASGI application: Strawberry at `/graphql`, plus `/healthz` and `/metrics`.
+"""The ASGI application: Strawberry at `/graphql`, plus `/healthz` and `/readyz`.
 
 Expected failures become HTTP statuses here: validation 400 (with `extensions`
-`{code, field}`), malformed GraphQL 400, authentication 401, someone else's data
-403. Only a genuine defect answers 500, and its message is masked.
+`{code, field}`), a malformed request 400 (body, syntax, validation, variables;
+413 for a body over the limit), authentication 401, someone else's data 403, a
+busy process 503. Only a genuine defect answers 500, and its message is masked.
+`/metrics` is not served here: it lives on `METRICS_PORT`, off the public port.
+The limits are in `api.limits` (docs/api-limits.md), the media types in `api.http`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import structlog
-from graphql import DocumentNode, FieldNode, GraphQLError, OperationDefinitionNode
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from cross_web import HTTPException
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    VariableDefinitionNode,
+)
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 from strawberry import Schema
 from strawberry.asgi import GraphQL
 from strawberry.extensions import SchemaExtension
@@ -27,6 +39,17 @@ from strawberry.types import ExecutionContext, ExecutionResult
 
 from api.errors import ApiError, Unauthenticated
 from api.guard import RejectUnstorableText
+from api.http import (
+    GRAPHQL_RESPONSE,
+    RequestRejected,
+    body_too_large,
+    declared_length,
+    error_body,
+    limited_receive,
+    parse_body,
+    preferred_media_type,
+)
+from api.limits import ApiLimits, ResolverGate, ResolverSlots, validation_extensions
 from api.schema import Mutation, Query
 from api.services import Services
 from api.types import ApiContext
@@ -34,6 +57,8 @@ from api.types import ApiContext
 log = structlog.get_logger("api")
 
 INTERNAL = "Internal server error."
+# Codes of requests refused before GraphQL runs, by HTTP status.
+REJECTION_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
 
 
 class ApiSchema(Schema):
@@ -44,7 +69,8 @@ class ApiSchema(Schema):
     ) -> None:
         for error in errors:
             original = error.original_error
-            if original is not None and not isinstance(original, ApiError):
+            # No path: the request itself was wrong (variables), before any resolver ran.
+            if original is not None and not isinstance(original, ApiError) and error.path:
                 log.error(
                     "resolver failed",
                     errorMessage=str(original),
@@ -69,7 +95,7 @@ class OperationLog(SchemaExtension):
             "graphql operation",
             operationName=context.operation_name,
             fields=_root_fields(context.graphql_document),
-            errorCodes=[_code(e) for e in errors],
+            errorCodes=[classify(e).code for e in errors],
             durationMs=round((time.perf_counter() - started) * 1000, 2),
         )
 
@@ -90,23 +116,82 @@ def _root_fields(document: DocumentNode | None) -> list[str]:
     ]
 
 
-def _code(error: GraphQLError) -> str:
+class Classified:
+    """What the client is told about one error."""
+
+    __slots__ = ("code", "field", "message", "status")
+
+    def __init__(self, status: int, code: str, field: str | None, message: str) -> None:
+        self.status, self.code, self.field, self.message = status, code, field, message
+
+
+def classify(error: GraphQLError) -> Classified:
+    """Status, code, field and message of an error: 4xx unless it is our defect."""
     original = error.original_error
     if isinstance(original, ApiError):
-        return original.code
-    return "GRAPHQL_VALIDATION_FAILED" if original is None else "INTERNAL_SERVER_ERROR"
+        return Classified(original.status, original.code, original.field, original.message)
+    if error.path:
+        return Classified(500, "INTERNAL_SERVER_ERROR", None, INTERNAL)
+    # No path: syntax, validation or variable coercion, all before execution.
+    node = error.nodes[0] if error.nodes else None
+    if isinstance(node, VariableDefinitionNode):
+        # graphql-core names the variable and the path inside it, never the whole value.
+        return Classified(400, "BAD_USER_INPUT", node.variable.name.value, error.message)
+    return Classified(400, "GRAPHQL_VALIDATION_FAILED", None, error.message)
 
 
-def build_schema() -> Schema:
+def build_schema(limits: ApiLimits | None = None) -> Schema:
+    limits = limits or ApiLimits()
     return ApiSchema(
-        query=Query, mutation=Mutation, extensions=[RejectUnstorableText, OperationLog]
+        query=Query,
+        mutation=Mutation,
+        extensions=[
+            *validation_extensions(limits),
+            RejectUnstorableText,
+            ResolverGate,
+            OperationLog,
+        ],
     )
 
 
 class GraphQLApp(GraphQL[ApiContext, None]):
-    def __init__(self, services: Services) -> None:
-        super().__init__(build_schema(), graphql_ide=None, allow_queries_via_get=False)
+    def __init__(self, services: Services, limits: ApiLimits) -> None:
+        super().__init__(build_schema(limits), graphql_ide=None, allow_queries_via_get=False)
         self._services = services
+        self._limits = limits
+        # Process-wide resolver slots, fewer than the database and Redis pools hold.
+        self._slots = asyncio.Semaphore(limits.max_concurrent_resolvers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        media = preferred_media_type(Headers(scope=scope).get("accept"))
+        try:
+            response = await self._answer(scope, receive, media)
+        except RequestRejected as exc:
+            response = _rejection(exc.status, exc.message, exc.field, media)
+        except HTTPException as exc:
+            response = _rejection(exc.status_code, exc.reason, None, media)
+        await response(scope, receive, send)
+
+    async def _answer(self, scope: Scope, receive: Receive, media: str) -> Response:
+        limit = self._limits.max_body_bytes
+        length = declared_length(scope["headers"])
+        if length is not None and length > limit:
+            raise body_too_large(limit)
+        request = Request(scope, receive=limited_receive(receive, limit))
+        request.state.media = media
+        response = await self.run(request)
+        response.headers["content-type"] = media
+        return response
+
+    def parse_json(self, data: str | bytes) -> Any:
+        return parse_body(
+            data,
+            max_depth=self._limits.max_json_depth,
+            max_query_chars=self._limits.max_query_chars,
+        )
 
     async def get_context(self, request: Any, response: Any) -> ApiContext:
         viewer, problem = None, None
@@ -121,55 +206,60 @@ class GraphQLApp(GraphQL[ApiContext, None]):
                 problem = exc
         request.state.sub_response = response
         correlation = request.headers.get("x-correlation-id") or str(uuid.uuid4())
-        return ApiContext(self._services, viewer, problem, correlation[:128], request, response)
+        slots = ResolverSlots(
+            self._slots, self._limits.resolvers_per_request, self._limits.busy_wait_seconds
+        )
+        return ApiContext(
+            self._services,
+            viewer,
+            problem,
+            correlation[:128],
+            request,
+            response,
+            limits=self._limits,
+            slots=slots,
+        )
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         data: GraphQLHTTPResponse = {"data": result.data}
         if result.errors:
-            status, errors = _shape_errors(result)
-            data["errors"] = errors
-            request.state.sub_response.status_code = status
+            classified = [classify(e) for e in result.errors]
+            status = max(c.status for c in classified)
+            data["errors"] = [_shaped(e, c) for e, c in zip(result.errors, classified, strict=True)]
+            response = request.state.sub_response
+            response.status_code = status
+            if status == 503:
+                response.headers["retry-after"] = "1"
+            # A request error under the GraphQL-over-HTTP media type: nothing ran, no data.
+            nothing_ran = result.data is None and not any(e.path for e in result.errors)
+            if nothing_ran and getattr(request.state, "media", None) == GRAPHQL_RESPONSE:
+                del data["data"]
         return data
 
 
-def _shape_errors(result: ExecutionResult) -> tuple[int, list[object]]:
-    status = 200
-    shaped: list[object] = []
-    for error in result.errors or []:
-        original = error.original_error
-        body = error.formatted
-        if isinstance(original, ApiError):
-            body["message"] = original.message
-            body["extensions"] = {"code": original.code, "field": original.field}
-            status = max(status, original.status)
-        elif original is None:
-            # Syntax and schema-validation errors: the request itself is malformed.
-            body["extensions"] = {"code": "GRAPHQL_VALIDATION_FAILED", "field": None}
-            status = max(status, 400)
-        else:
-            body["message"] = INTERNAL
-            body["extensions"] = {"code": "INTERNAL_SERVER_ERROR", "field": None}
-            status = max(status, 500)
-        shaped.append(body)
-    return status, shaped
+def _shaped(error: GraphQLError, c: Classified) -> dict[str, Any]:
+    body: dict[str, Any] = dict(error.formatted)
+    body["message"] = c.message
+    body["extensions"] = {"code": c.code, "field": c.field}
+    return body
+
+
+def _rejection(status: int, message: str, field: str | None, media: str) -> Response:
+    code = REJECTION_CODES.get(status, "BAD_REQUEST")
+    return JSONResponse(error_body(message, code, field), status_code=status, media_type=media)
 
 
 async def healthz(_: Request) -> Response:
     return PlainTextResponse("ok")
 
 
-async def metrics(_: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-
-def create_app(services: Services) -> Starlette:
-    """The whole HTTP surface of `socialpipe api`."""
-    graphql = GraphQLApp(services)
+def create_app(services: Services, limits: ApiLimits | None = None) -> Starlette:
+    """The whole HTTP surface of `socialpipe api` (metrics are on `METRICS_PORT`)."""
+    graphql = GraphQLApp(services, limits or ApiLimits())
     return Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", healthz),
-            Route("/metrics", metrics),
             Route("/graphql", graphql, methods=["GET", "POST"]),
         ]
     )

@@ -8,6 +8,7 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
+from api.limits import check_page_size, check_search
 from api.ratelimit import client_address, retry_after_header
 from api.types import (
     ApiContext,
@@ -62,7 +63,7 @@ class Query:
         self, info: Info[ApiContext, None], first: int = 20, after: str | None = None
     ) -> FeedPage:
         c = ctx(info)
-        page = await c.services.feed(c.me(), first, after)
+        page = await c.services.feed(c.me(), check_page_size(first, c.limits), after)
         items = [
             FeedItem(
                 id=to_id(i.id),
@@ -84,7 +85,10 @@ class Query:
         first: int = 20,
     ) -> list[SearchHit]:
         c = ctx(info)
-        hits = await c.services.search_users(c.me(), query, skills or [], companies or [], first)
+        me = c.me()
+        check_search(query, skills or [], companies or [], c.limits)
+        first = check_page_size(first, c.limits)
+        hits = await c.services.search_users(me, query, skills or [], companies or [], first)
         return [
             SearchHit(user_id=to_id(h.user_id), full_name=h.full_name, headline=h.headline)
             for h in hits
@@ -95,7 +99,7 @@ class Query:
         self, info: Info[ApiContext, None], first: int = 20
     ) -> list[Notification]:
         c = ctx(info)
-        rows = await c.services.notifications(c.me(), first)
+        rows = await c.services.notifications(c.me(), check_page_size(first, c.limits))
         return [
             Notification(
                 id=to_id(r.id),

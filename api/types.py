@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import uuid
@@ -12,6 +13,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.errors import AUTH_REQUIRED, BadRequest, Unauthenticated
+from api.limits import ApiLimits, ResolverSlots
 from api.services import Services
 from contracts.dto import ProfileDTO
 from store.social import ConnectionRow, MessageRow
@@ -27,6 +29,9 @@ class ApiContext:
     correlation_id: str
     request: Any = None
     response: Any = None
+    limits: ApiLimits = dataclasses.field(default_factory=ApiLimits)
+    # None: resolvers run ungated (a context built outside the HTTP app).
+    slots: ResolverSlots | None = None
 
     def me(self) -> uuid.UUID:
         if self.token_error is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import Any
@@ -13,10 +14,12 @@ from starlette.applications import Starlette
 
 from api.app import create_app
 from api.auth import Passwords, Tokens
+from api.limits import SEARCH_TOO_SLOW, ApiLimits, Busy
 from api.ports import PeopleHit, UnreadCounters
 from api.services import Services
 from api.uow import PgUnitsOfWork
 from config.clients import open_any_redis
+from config.health import serving
 from config.logging import configure_logging
 from config.search import open_search_index
 from config.settings import Settings
@@ -37,11 +40,14 @@ async def build_api(
     counters: UnreadCounters | None = None,
 ) -> Starlette:
     """Build the ASGI app with its pool, Redis, search index and counters unless given."""
+    limits = api_limits(settings)
+    # Room above the resolvers allowed at once, so the pools never run dry.
+    connections = limits.max_concurrent_resolvers + 4
     if pool is None:
-        pool = await create_pool(settings.database_url, max_size=20)
+        pool = await create_pool(settings.database_url, max_size=max(20, connections))
         stack.push_async_callback(pool.close)
     if redis is None:
-        redis = await open_any_redis(stack, settings)
+        redis = await open_any_redis(stack, settings, max_connections=max(32, connections))
     if search is None:
         search = await open_search_index(stack, settings, pool=pool)
     if settings.api_token_secret is None:
@@ -51,37 +57,56 @@ async def build_api(
     services = Services(
         PgUnitsOfWork(pool),
         redis,
-        IndexPeopleSearch(search),
+        IndexPeopleSearch(search, limits.search_timeout_seconds),
         counters or RedisUnreadCounters(redis),
         Passwords(hasher),
         Tokens(settings.api_token_secret, settings.api_token_ttl_seconds),
     )
-    return create_app(services)
+    return create_app(services, limits)
+
+
+def api_limits(settings: Settings) -> ApiLimits:
+    """The API's limits: the settings an operator may change, defaults for the rest."""
+    return ApiLimits(
+        max_body_bytes=settings.api_max_body_bytes,
+        max_concurrent_resolvers=settings.api_max_concurrent_resolvers,
+        search_timeout_seconds=settings.api_search_timeout_seconds,
+        introspection=settings.api_introspection,
+    )
 
 
 class IndexPeopleSearch:
-    """`PeopleSearch` over the search pipeline's `SearchIndex`."""
+    """`PeopleSearch` over the search pipeline's `SearchIndex`, with a time limit.
 
-    def __init__(self, index: SearchIndex) -> None:
+    A search over its time is cancelled, which for PostgreSQL cancels the
+    statement on the server too (asyncpg sends a cancel request), and answers
+    503: the input was within its limits, the server was too slow for it.
+    """
+
+    def __init__(self, index: SearchIndex, timeout: float) -> None:
         self._index = index
+        self._timeout = timeout
 
     async def search_people(
         self, text: str, skills: Sequence[str], companies: Sequence[str], limit: int
     ) -> list[PeopleHit]:
         query = SearchQuery(text, tuple(skills), tuple(companies), limit)
-        return [
-            PeopleHit(h.user_id, h.full_name, h.headline, h.visibility)
-            for h in await self._index.search(query)
-        ]
+        try:
+            async with asyncio.timeout(self._timeout):
+                found = await self._index.search(query)
+        except TimeoutError:
+            raise Busy(SEARCH_TOO_SLOW) from None
+        return [PeopleHit(h.user_id, h.full_name, h.headline, h.visibility) for h in found]
 
 
 async def serve_api(settings: Settings, host: str, port: int) -> None:
-    """Serve GraphQL at /graphql until SIGTERM/SIGINT."""
+    """Serve GraphQL at /graphql until SIGTERM/SIGINT; metrics on METRICS_PORT only."""
     configure_logging("api", settings.log_level)
     await check_dependencies(settings, "api")
     sock = listening_socket("API", host, port)
     async with AsyncExitStack() as stack:
         stack.callback(sock.close)
+        await stack.enter_async_context(serving(settings.metrics_port, host=settings.metrics_host))
         app = await build_api(stack, settings)
         # log_config=None: uvicorn's records reach the JSON root handler, not its own.
         config = uvicorn.Config(

@@ -4,6 +4,9 @@ With `DATABASE_READ_URL` set, the post check and the connection reads go to
 the replica, and the primary answers for a post the replica does not have yet.
 With a `redis+cluster://` REDIS_URL, feeds and the connection cache live on a
 Redis Cluster (`pipelines/feed/cluster_feeds.py`); otherwise on one node.
+With `CONNECTIONS_SOURCE=grpc`, connection lists come from the Connections
+Service at `CONNECTIONS_SERVICE_ADDR` (docs/connections-service.md); the post
+check still reads PostgreSQL.
 """
 
 from __future__ import annotations
@@ -23,14 +26,16 @@ from config.clients import (
 )
 from config.search import open_read_pool, primary_and_replica_probe
 from config.settings import Settings
-from contracts.failures import POSTGRES, REDIS
+from connections_service.client import ConnectionsClient, open_channel
+from contracts.failures import CONNECTIONS_SERVICE, POSTGRES, REDIS
 from contracts.outcomes import Probe
 from pipelines.feed.breaker import CircuitBreaker, Clock
 from pipelines.feed.cluster_feeds import ClusterFeedStore
 from pipelines.feed.distribution import Distributor
 from pipelines.feed.enrichment import ConnectionLookup
+from pipelines.feed.grpc_connections import GrpcConnectionSource
 from pipelines.feed.handler import FeedHandler
-from pipelines.feed.ports import ConnectionSource, FeedStore
+from pipelines.feed.ports import ConnectionReader, ConnectionSource, FeedStore
 from pipelines.feed.redis_cache import RedisConnectionCache
 from pipelines.feed.redis_feeds import RedisFeedStore
 from store.connections import PgConnectionSource, RoutedConnectionSource
@@ -90,6 +95,22 @@ async def open_connection_source(
     return RoutedConnectionSource(router), probe
 
 
+GRPC_DEADLINE_MARGIN = 0.5
+
+
+def open_grpc_source(
+    stack: AsyncExitStack, settings: Settings
+) -> tuple[GrpcConnectionSource, Probe]:
+    """The Connections Service client (a deadline of BREAKER_CALL_TIMEOUT per call) and its
+    health-check probe; the channel is closed by `stack`."""
+    channel = open_channel(settings.connections_service_addr)
+    stack.push_async_callback(channel.close)
+    source = GrpcConnectionSource(
+        ConnectionsClient(channel, deadline=settings.breaker_call_timeout)
+    )
+    return source, source.probe
+
+
 async def build_feed_handler(
     stack: AsyncExitStack,
     settings: Settings,
@@ -113,12 +134,18 @@ async def build_feed_handler(
         if isinstance(redis, RedisCluster):
             await warm_up_cluster(redis)
     probes[REDIS] = redis.ping
+    reader: ConnectionReader = connection_source
+    dependency, call_timeout = POSTGRES, settings.breaker_call_timeout
+    if settings.connections_source == "grpc":
+        reader, probes[CONNECTIONS_SERVICE] = open_grpc_source(stack, settings)
+        # The call's own deadline fires first, so the service sees the cancellation.
+        dependency, call_timeout = CONNECTIONS_SERVICE, call_timeout + GRPC_DEADLINE_MARGIN
     breaker = CircuitBreaker(
         "connections",
         failure_rate=settings.breaker_failure_rate,
         window_seconds=settings.breaker_window_seconds,
         min_calls=settings.breaker_min_calls,
-        call_timeout=settings.breaker_call_timeout,
+        call_timeout=call_timeout,
         open_seconds=settings.breaker_open_seconds,
         clock=clock or time.monotonic,
     )
@@ -127,7 +154,7 @@ async def build_feed_handler(
         fresh_ttl=settings.connections_cache_ttl,
         stale_ttl=settings.connections_stale_ttl,
     )
-    lookup = ConnectionLookup(connection_source, cache, breaker)
+    lookup = ConnectionLookup(reader, cache, breaker, dependency=dependency)
     distributor = Distributor(feed_store(redis, settings), parallelism=settings.fanout_parallelism)
     return FeedHandler(
         lookup=lookup,

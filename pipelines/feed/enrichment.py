@@ -4,7 +4,8 @@ Read through a `ConnectionCache` (in production `RedisConnectionCache`,
 `pipelines/feed/redis_cache.py`): a fresh copy, dropped on ConnectionAccepted,
 and a stale copy kept only as the fallback while the source is failing; a
 generation counts invalidations so that a read racing with one is not cached.
-Source reads go through a circuit breaker. The stale copy is not dropped on
+Source reads (PostgreSQL, or the Connections Service: `dependency` names it)
+go through a circuit breaker. The stale copy is not dropped on
 invalidation on purpose: during an outage, a list missing the newest
 connection is better than no fan-out at all.
 """
@@ -19,7 +20,7 @@ import structlog
 from contracts.errors import DependencyDown, DependencyUnavailable
 from contracts.failures import POSTGRES, translate
 from pipelines.feed.breaker import CircuitBreaker, CircuitOpenError
-from pipelines.feed.ports import ConnectionCache, ConnectionSource
+from pipelines.feed.ports import ConnectionCache, ConnectionReader
 
 # Re-exported: tools that clear the cache (loadtest/harness.py) name the key from here.
 from pipelines.feed.redis_cache import stale_cache_key as stale_cache_key
@@ -32,11 +33,14 @@ class ConnectionLookup:
 
     def __init__(
         self,
-        source: ConnectionSource,
+        source: ConnectionReader,
         cache: ConnectionCache,
         breaker: CircuitBreaker,
+        *,
+        dependency: str = POSTGRES,
     ) -> None:
         self._source = source
+        self._dependency = dependency
         self._cache = cache
         self._breaker = breaker
         self._starved = False
@@ -88,12 +92,12 @@ class ConnectionLookup:
         self._starved = not self._breaker.allows_call()
         if isinstance(exc, CircuitOpenError):
             raise DependencyUnavailable(
-                POSTGRES,
+                self._dependency,
                 f"Reading the connections of user {user_id} failed: the breaker"
                 f" {exc.name!r} is open and none are cached.",
             ) from exc
         operation = f"Reading the connections of user {user_id}"
-        error = translate(exc, operation=operation, dependency=POSTGRES)
+        error = translate(exc, operation=operation, dependency=self._dependency)
         if isinstance(error, DependencyDown):
             raise error from exc
         raise type(error)(

@@ -1,6 +1,7 @@
 """Ports the feed pipeline needs. Real adapters live beside the code that owns
 them (`store/connections.py`, `pipelines/feed/redis_feeds.py`,
-`pipelines/feed/redis_cache.py`); unit-test fakes live in `tests/fakes.py`."""
+`pipelines/feed/redis_cache.py`, `pipelines/feed/grpc_connections.py`); unit-test
+fakes live in `tests/fakes.py`."""
 
 from __future__ import annotations
 
@@ -10,12 +11,17 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
-class ConnectionSource(Protocol):
-    """The source of truth for who is connected to whom."""
+class ConnectionReader(Protocol):
+    """Where enrichment reads an author's connections: PostgreSQL, or the Connections
+    Service (`pipelines/feed/grpc_connections.py`) with `CONNECTIONS_SOURCE=grpc`."""
 
     async def accepted_connections(self, user_id: uuid.UUID) -> Sequence[uuid.UUID]:
         """Every user joined to `user_id` by an accepted connection, either direction."""
         ...
+
+
+class ConnectionSource(ConnectionReader, Protocol):
+    """The source of truth for who is connected to whom."""
 
     async def post_exists(self, post_id: uuid.UUID, author_id: uuid.UUID) -> bool:
         """Whether `post_id` is a post of `author_id`: an event is a trigger, not the truth."""

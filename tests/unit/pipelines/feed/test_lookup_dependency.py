@@ -1,0 +1,50 @@
+"""Enrichment names the source it reads: with the Connections Service as the source,
+an open breaker with nothing cached pauses the worker for that service."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from contracts.errors import DependencyDown
+from contracts.failures import CONNECTIONS_SERVICE
+from pipelines.feed.breaker import CircuitBreaker
+from pipelines.feed.enrichment import ConnectionLookup
+from tests.fakes import FakeClock, FakeConnectionCache, FakeConnectionSource
+
+
+def lookup(source: FakeConnectionSource, cache: FakeConnectionCache) -> ConnectionLookup:
+    breaker = CircuitBreaker(
+        "connections",
+        failure_rate=0.5,
+        window_seconds=60,
+        min_calls=2,
+        call_timeout=2,
+        open_seconds=30,
+        clock=FakeClock(),
+    )
+    return ConnectionLookup(source, cache, breaker, dependency=CONNECTIONS_SERVICE)
+
+
+async def test_failures_without_a_cached_list_name_the_connections_service() -> None:
+    # GIVEN a failing source and nothing cached
+    source, cache = FakeConnectionSource(), FakeConnectionCache()
+    source.down = True
+    reader = lookup(source, cache)
+    # WHEN reads fail until the breaker opens, and once more
+    for _ in range(3):
+        with pytest.raises(DependencyDown) as raised:
+            await reader.connections(uuid.uuid4())
+        # THEN each failure names the Connections Service as the dependency
+        assert raised.value.dependency == CONNECTIONS_SERVICE
+    assert source.calls == 2  # the third was refused by the open breaker
+
+
+async def test_stale_list_serves_while_the_service_fails() -> None:
+    source, cache = FakeConnectionSource(), FakeConnectionCache()
+    author, friend = uuid.uuid4(), uuid.uuid4()
+    cache.put(author, [friend])
+    cache.fresh.clear()
+    source.down = True
+    assert list(await lookup(source, cache).connections(author)) == [friend]

@@ -59,7 +59,14 @@ def gcra(tat_ms: int | None, now_ms: int, rate: Rate) -> tuple[Decision, int]:
     return Decision(True), new_tat
 
 
-# KEYS[1] the limit's key; ARGV interval and period in ms. Returns {allowed, wait ms}.
+def gcra_refund(tat_ms: int | None, now_ms: int, rate: Rate) -> int | None:
+    """Give one counted request back: the new state, None once nothing is owed."""
+    new_tat = (tat_ms or now_ms) - rate.interval_ms
+    return new_tat if new_tat > now_ms else None
+
+
+# KEYS[1] the limit's key; ARGV interval and period in ms, then 1 to count a request
+# or -1 to give one back. Returns {allowed, wait ms}.
 # Redis's own clock, so every API replica measures time alike; replicate_commands
 # lets Redis 5 and 6 write after reading TIME (Redis 7 always does).
 GCRA_SCRIPT: Final = """
@@ -69,6 +76,12 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local interval = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if ARGV[3] == '-1' then
+  local back = tat - interval
+  if back > now then redis.call('SET', KEYS[1], back, 'PX', back - now)
+  else redis.call('DEL', KEYS[1]) end
+  return {1, 0}
+end
 if tat < now then tat = now end
 local new_tat = tat + interval
 local wait = new_tat - period - now
@@ -85,6 +98,10 @@ class RateLimiter(Protocol):
         """Allowed (and counted), or refused with the time until it would be allowed."""
         ...
 
+    async def give_back(self, key: str, rate: Rate) -> None:
+        """Uncount one request that `take` allowed."""
+        ...
+
 
 class RedisRateLimiter:
     """`RateLimiter` over one Redis node or a Redis Cluster (one key per call).
@@ -98,14 +115,21 @@ class RedisRateLimiter:
         self._script = redis.register_script(GCRA_SCRIPT)
 
     async def take(self, key: str, rate: Rate) -> Decision:
+        reply = await self._run(key, rate, 1)
+        if reply is None:
+            return Decision(True)
+        allowed, wait_ms = reply
+        return Decision(bool(allowed), int(wait_ms) / 1000)
+
+    async def give_back(self, key: str, rate: Rate) -> None:
+        await self._run(key, rate, -1)
+
+    async def _run(self, key: str, rate: Rate, cost: int) -> Any:
         try:
-            allowed, wait_ms = await self._script(
-                keys=[key], args=[rate.interval_ms, rate.period_ms]
-            )
+            return await self._script(keys=[key], args=[rate.interval_ms, rate.period_ms, cost])
         except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
             log.warning("rate limit not checked: Redis unavailable", errorMessage=str(exc))
-            return Decision(True)
-        return Decision(bool(allowed), int(wait_ms) / 1000)
+            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +150,22 @@ class SignInGuard:
 
     async def login_attempt(self, email: str, address: str | None) -> None:
         """Count a login try for its client address, then for its account (an email
-        with no account counts the same, so the answer never tells which exist)."""
+        with no account counts the same, so the answer never tells which exist).
+
+        Counted before the password is checked, so concurrent guesses cannot all
+        slip under the limit; a right password gives its account's count back.
+        """
         if address is not None:
             key = rate_limit_key("login-address", address_subject(address))
             await self._take(key, self.limits.login_per_address)
         key = rate_limit_key("login-account", email_subject(email))
         await self._take(key, self.limits.login_per_account)
+
+    async def login_succeeded(self, email: str) -> None:
+        """Only wrong passwords use up an account's tries (the address's are spent
+        either way: giving them back would let one account of one's own refill them)."""
+        key = rate_limit_key("login-account", email_subject(email))
+        await self._limiter.give_back(key, self.limits.login_per_account)
 
     async def registration(self, address: str | None) -> None:
         """Count a registration for its client address."""

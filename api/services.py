@@ -130,6 +130,7 @@ class Services:
         if not await self.passwords.verify(account.password_hash if account else None, password):
             raise Unauthenticated(BAD_CREDENTIALS)
         assert account is not None
+        await self.guard.login_succeeded(email)
         return self.tokens.issue(account.id), account.id
 
     async def email_of(self, user_id: uuid.UUID) -> str:

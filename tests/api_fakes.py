@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
-from api.ratelimit import Decision, Rate, gcra
+from api.ratelimit import Decision, Rate, gcra, gcra_refund
 from contracts.events import Envelope, Payload, new_envelope
 from store.notifications import NotificationRow
 from store.social import AlreadyConnected, ConnectionRow, MessageRow, PendingRequestExists
@@ -308,3 +308,10 @@ class FakeRateLimiter:
         decision, self.state[key] = gcra(self.state.get(key), self.now_ms, rate)
         self.taken.append(key)
         return decision
+
+    async def give_back(self, key: str, rate: Rate) -> None:
+        left = gcra_refund(self.state.get(key), self.now_ms, rate)
+        if left is None:
+            self.state.pop(key, None)
+        else:
+            self.state[key] = left

@@ -131,6 +131,12 @@ async def test_the_limiter_allows_a_burst_then_refuses_with_the_wait_on_redis(
     assert 19 < decisions[3].retry_after <= 20
     # AND the key expires by itself once the limit has refilled
     assert 0 < await feed_redis.pttl(key) <= 60_000
+    # AND a request given back can be made again, and giving all back empties the key
+    await limiter.give_back(key, rate)
+    assert (await limiter.take(key, rate)).allowed
+    for _ in range(4):
+        await limiter.give_back(key, rate)
+    assert await feed_redis.exists(key) == 0
     # AND another subject's limit is untouched
     other = rate_limit_key("login-account", uuid.uuid4().hex)
     assert (await limiter.take(other, rate)).allowed

@@ -91,6 +91,18 @@ async def test_an_account_is_slowed_after_ten_tries_and_others_are_unaffected(
     assert (await services.login("ada@example.com", GOOD, NEIGHBOUR))[0]
 
 
+async def test_right_passwords_do_not_use_up_an_accounts_tries(services: Services) -> None:
+    # GIVEN Ada signing in rightly 20 times from her address (under its 30)
+    for _ in range(20):
+        assert (await services.login("ada@example.com", GOOD, NEIGHBOUR))[0]
+    # WHEN she then mistypes nine times THEN each is checked, none refused
+    await failures(services, "ada@example.com", WRONG, NEIGHBOUR, 9)
+    # AND the tenth wrong try is still checked; the eleventh try waits
+    await failures(services, "ada@example.com", WRONG, ATTACKER, 1)
+    with pytest.raises(TooManyRequests):
+        await services.login("ada@example.com", GOOD, ATTACKER)
+
+
 async def test_an_unknown_email_is_limited_and_checked_exactly_like_a_known_one(
     services: Services, hasher: CountingHasher
 ) -> None:

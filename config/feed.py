@@ -136,8 +136,9 @@ async def build_feed_handler(
     probes[REDIS] = redis.ping
     reader: ConnectionReader = connection_source
     dependency, call_timeout = POSTGRES, settings.breaker_call_timeout
+    service_probe: Probe | None = None
     if settings.connections_source == "grpc":
-        reader, probes[CONNECTIONS_SERVICE] = open_grpc_source(stack, settings)
+        reader, service_probe = open_grpc_source(stack, settings)
         # The call's own deadline fires first, so the service sees the cancellation.
         dependency, call_timeout = CONNECTIONS_SERVICE, call_timeout + GRPC_DEADLINE_MARGIN
     breaker = CircuitBreaker(
@@ -155,6 +156,8 @@ async def build_feed_handler(
         stale_ttl=settings.connections_stale_ttl,
     )
     lookup = ConnectionLookup(reader, cache, breaker, dependency=dependency)
+    if service_probe is not None:
+        probes[CONNECTIONS_SERVICE] = lookup.source_probe(service_probe)
     distributor = Distributor(feed_store(redis, settings), parallelism=settings.fanout_parallelism)
     return FeedHandler(
         lookup=lookup,

@@ -19,6 +19,7 @@ import structlog
 
 from contracts.errors import DependencyDown, DependencyUnavailable
 from contracts.failures import POSTGRES, translate
+from contracts.outcomes import Probe
 from pipelines.feed.breaker import CircuitBreaker, CircuitOpenError
 from pipelines.feed.ports import ConnectionCache, ConnectionReader
 
@@ -44,6 +45,7 @@ class ConnectionLookup:
         self._cache = cache
         self._breaker = breaker
         self._starved = False
+        self._without_fallback = False
 
     async def connections(self, user_id: uuid.UUID) -> Sequence[uuid.UUID]:
         """The accepted connections of `user_id`, either direction.
@@ -58,7 +60,7 @@ class ConnectionLookup:
             ids = await self._breaker.call(lambda: self._source.accepted_connections(user_id))
         except Exception as exc:
             return await self._fallback(user_id, exc)
-        self._starved = False
+        self._starved = self._without_fallback = False
         if not await self._cache.store_if_unchanged(user_id, ids, cached.generation):
             log.debug("connections changed while read; not cached", userId=str(user_id))
         return ids
@@ -77,6 +79,18 @@ class ConnectionLookup:
             await self._breaker.wait_until_callable()
             self._starved = False
 
+    def source_probe(self, probe: Probe) -> Probe:
+        """The worker's probe of a source it could do without for a while: `probe` counts
+        only after a read found no cached list to fall back on. While stale copies serve,
+        a source that is down is no reason to pause the worker: the breaker and the
+        fallback carry the fan-out."""
+
+        async def check() -> None:
+            if self._without_fallback:
+                await probe()
+
+        return check
+
     async def _fallback(
         self,
         user_id: uuid.UUID,
@@ -88,6 +102,7 @@ class ConnectionLookup:
                 "using stale connections", userId=str(user_id), reason=str(exc) or repr(exc)
             )
             return stale
+        self._without_fallback = True
         # Polling pauses (wait_ready) only while the breaker refuses calls.
         self._starved = not self._breaker.allows_call()
         if isinstance(exc, CircuitOpenError):

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from typing import Any
 
 import pytest
 
+from config.settings import Settings
+from consumers.topology import Topology, ensure_topology
 from tests.integration.connections_service.servers import ServiceFactory, ServiceProcess
 
 
@@ -28,3 +32,14 @@ def service_factory(database_url: str) -> Iterator[ServiceFactory]:
     yield build
     for service in started:
         service.close()
+
+
+@pytest.fixture
+async def topo(sqs: Any, sns: Any, settings: Settings) -> Topology:
+    return await ensure_topology(sqs, sns, settings)
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[AsyncExitStack]:
+    async with AsyncExitStack() as s:
+        yield s

@@ -48,3 +48,36 @@ async def test_stale_list_serves_while_the_service_fails() -> None:
     cache.fresh.clear()
     source.down = True
     assert list(await lookup(source, cache).connections(author)) == [friend]
+
+
+class Service:
+    """The service's health probe, up or down."""
+
+    def __init__(self) -> None:
+        self.up = False
+
+    async def probe(self) -> None:
+        if not self.up:
+            raise ConnectionRefusedError("the service is down")
+
+
+async def test_probe_of_the_service_does_not_pause_while_stale_lists_serve() -> None:
+    # GIVEN a service that is down, and an author whose stale list serves
+    source, cache, service = FakeConnectionSource(), FakeConnectionCache(), Service()
+    author = uuid.uuid4()
+    cache.put(author, [uuid.uuid4()])
+    cache.fresh.clear()
+    source.down = True
+    reader = lookup(source, cache)
+    probe = reader.source_probe(service.probe)
+    await reader.connections(author)
+    # THEN the worker's probe of the service answers: nothing to pause for
+    await probe()
+    # WHEN a read finds nothing to fall back on
+    with pytest.raises(DependencyDown):
+        await reader.connections(uuid.uuid4())
+    # THEN the probe reports the service down, until it answers again
+    with pytest.raises(ConnectionRefusedError):
+        await probe()
+    service.up = True
+    await probe()

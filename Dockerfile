@@ -13,6 +13,7 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- builder: install the locked runtime closure into a virtualenv ------------------------
+# checkov:skip=CKV_DOCKER_7: the tag comes from PYTHON_IMAGE above (a digest for a release)
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \

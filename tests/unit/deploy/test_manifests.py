@@ -3,7 +3,9 @@
 None of this is applied to a cluster here; these checks catch what a reader
 would otherwise catch only on a live deploy: a misspelt variable, a probe on a
 path no process serves, a grace period shorter than the drain deadline, a
-worker without an autoscaler.
+worker without an autoscaler, a pod a `restricted` namespace would refuse, a
+manifest `kubectl apply -k` would reject (built with kubectl's kustomize and
+validated against the Kubernetes OpenAPI schemas and KEDA's CRDs).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import typer.main
 import yaml  # type: ignore[import-untyped]
@@ -29,6 +33,7 @@ SETTINGS_VARS = {name.upper() for name in Settings.model_fields}
 KNOWN_KINDS = {
     "Namespace", "ConfigMap", "Secret", "ServiceAccount", "Deployment", "Service", "Job",
     "CronJob", "ScaledObject", "TriggerAuthentication", "Kustomization",
+    "PodDisruptionBudget", "NetworkPolicy",
 }  # fmt: skip
 PIPELINE_QUEUES = {
     "feed": Settings().feed_queue,
@@ -48,11 +53,16 @@ def of_kind(kind: str) -> list[dict[str, Any]]:
     return [doc for _, doc in k8s_documents() if doc["kind"] == kind]
 
 
-def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
+def pod_template(workload: dict[str, Any]) -> dict[str, Any]:
     spec = workload["spec"]
     if workload["kind"] == "CronJob":
         spec = spec["jobTemplate"]["spec"]
-    pod = spec["template"]["spec"]
+    template: dict[str, Any] = spec["template"]
+    return template
+
+
+def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
+    pod = pod_template(workload)["spec"]
     found: list[dict[str, Any]] = pod.get("initContainers", []) + pod["containers"]
     return found
 
@@ -233,11 +243,183 @@ def test_kustomization_lists_each_resource_once() -> None:
     assert len(resources) == len(set(resources)), sorted(resources)
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
-def test_kubectl_kustomize_builds_the_manifests() -> None:
-    # GIVEN kubectl WHEN it builds deploy/k8s as `kubectl apply -k` would THEN it succeeds
+def test_every_pod_meets_the_restricted_pod_security_standard() -> None:
+    # GIVEN every pod template (Deployments, the set-up Job, the CronJobs)
+    assert len(workloads()) >= 9
+    for workload in workloads():
+        name = workload["metadata"]["name"]
+        pod = pod_template(workload)["spec"]
+        # THEN the pod runs as a non-root user under the runtime's seccomp profile
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["runAsUser"] > 10000, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        # AND no pod mounts a Kubernetes API token it never uses
+        assert pod["automountServiceAccountToken"] is False, name
+        # AND each container drops every capability and cannot escalate
+        for container in containers(workload):
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["capabilities"]["drop"] == ["ALL"], name
+            assert "add" not in context["capabilities"], name
+            assert context["readOnlyRootFilesystem"] is True, name
+
+
+def test_service_accounts_mount_no_token_and_only_setup_may_create() -> None:
+    accounts = {a["metadata"]["name"]: a for a in of_kind("ServiceAccount")}
+    assert all(a["automountServiceAccountToken"] is False for a in accounts.values())
+    used = {
+        pod_template(w)["spec"]["serviceAccountName"]: w["metadata"]["name"] for w in workloads()
+    }
+    assert set(used) <= set(accounts), set(used) - set(accounts)
+    (setup,) = of_kind("Job")
+    assert pod_template(setup)["spec"]["serviceAccountName"] == "socialpipe-setup"
+    others = [w for w in workloads() if w["kind"] != "Job"]
+    assert all(pod_template(w)["spec"]["serviceAccountName"] != "socialpipe-setup" for w in others)
+
+
+def scaled_targets() -> set[str]:
+    return {s["spec"]["scaleTargetRef"]["name"] for s in of_kind("ScaledObject")}
+
+
+def test_keda_scaled_deployments_leave_replicas_to_keda() -> None:
+    # GIVEN the Deployments KEDA scales THEN none sets replicas (an apply would reset them)
+    assert scaled_targets() == {"worker-feed", "worker-search", "worker-notifications"}
+    for deployment in deployments():
+        if deployment["metadata"]["name"] in scaled_targets():
+            assert "replicas" not in deployment["spec"], deployment["metadata"]["name"]
+
+
+def test_every_deployment_has_a_disruption_budget_and_spreads_over_nodes() -> None:
+    budgets = of_kind("PodDisruptionBudget")
+    for deployment in deployments():
+        name = deployment["metadata"]["name"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        # THEN one budget selects its pods, and lets a drain go on (never zero allowed)
+        (budget,) = [
+            b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        ]
+        if "minAvailable" in budget["spec"]:
+            assert budget["spec"]["minAvailable"] < deployment["spec"]["replicas"], name
+        else:
+            assert budget["spec"]["maxUnavailable"] >= 1, name
+        # AND its replicas prefer different nodes
+        anti = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+        (term,) = anti["preferredDuringSchedulingIgnoredDuringExecution"]
+        assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+        assert term["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= labels.items()
+
+
+def test_network_policies_deny_by_default_and_allow_dns() -> None:
+    policies = {p["metadata"]["name"]: p["spec"] for p in of_kind("NetworkPolicy")}
+    deny = policies["default-deny"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny and "egress" not in deny
+    dns = policies["allow-dns"]["egress"][0]["ports"]
+    assert {(p["protocol"], p["port"]) for p in dns} == {("UDP", 53), ("TCP", 53)}
+    # AND the API's port and the workers' metrics port are open to someone
+    assert policies["api-ingress"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8000}]
+    assert policies["metrics-scrape"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 9100}]
+
+
+VARIANTS = {"sqs": DEPLOY / "k8s", "kafka": DEPLOY / "k8s-kafka"}
+# The Kubernetes release the manifests are validated against.
+KUBERNETES_VERSION = "1.32.0"
+CRDS = Path(__file__).parent / "crds"
+
+
+def kustomize(path: Path) -> list[dict[str, Any]]:
+    """What `kubectl apply -k PATH` would send, built by kubectl's own kustomize."""
     built = subprocess.run(
-        ["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=60, check=False
+        ["kubectl", "kustomize", str(path)], capture_output=True, text=True, timeout=60, check=False
     )
     assert built.returncode == 0, built.stderr
-    assert "name: reconcile-notifications" in built.stdout
+    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+
+
+def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) → the openAPIV3Schema of each vendored KEDA CRD version."""
+    found = {}
+    for path in CRDS.glob("*.yaml"):
+        crd = yaml.safe_load(path.read_text())
+        for version in crd["spec"]["versions"]:
+            key = (f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"])
+            found[key] = version["schema"]["openAPIV3Schema"]
+    return found
+
+
+def unknown_fields(value: Any, schema: dict[str, Any], at: str = "") -> list[str]:
+    """Fields the schema does not declare: `kubectl apply` (strict field validation) refuses
+    them, where plain JSON Schema would let them through."""
+    if isinstance(value, list) and "items" in schema:
+        return [
+            f for i, v in enumerate(value) for f in unknown_fields(v, schema["items"], f"{at}[{i}]")
+        ]
+    if not isinstance(value, dict) or "properties" not in schema:
+        return []
+    if schema.get("x-kubernetes-preserve-unknown-fields") or schema.get("additionalProperties"):
+        return []
+    found = [f"{at}.{key}" for key in value if key not in schema["properties"]]
+    for key, child in value.items():
+        if key in schema["properties"]:
+            found += unknown_fields(child, schema["properties"][key], f"{at}.{key}")
+    return found
+
+
+def validate(doc: dict[str, Any], schemas: dict[tuple[str, str], dict[str, Any]]) -> None:
+    custom = schemas.get((doc["apiVersion"], doc["kind"]))
+    if custom is None:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        return
+    jsonschema.validate(doc, custom)
+    assert not unknown_fields(doc, custom), unknown_fields(doc, custom)
+
+
+needs_kubectl = pytest.mark.skipif(
+    shutil.which("kubectl") is None, reason="kubectl is not installed"
+)
+
+
+@needs_kubectl
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_kubectl_kustomize_builds_manifests_the_schemas_accept(variant: str) -> None:
+    # GIVEN kubectl WHEN it builds the variant as `kubectl apply -k` would
+    docs = kustomize(VARIANTS[variant])
+    kinds = {d["kind"] for d in docs}
+    assert {"Deployment", "Job", "CronJob", "ScaledObject", "NetworkPolicy"} <= kinds
+    # THEN every object is valid against the Kubernetes or the KEDA schema of its kind
+    schemas = crd_schemas()
+    for doc in docs:
+        validate(doc, schemas)
+    # AND each variant scales the workers on its own signal
+    triggers = {
+        t["type"] for d in docs if d["kind"] == "ScaledObject" for t in d["spec"]["triggers"]
+    }
+    assert triggers == ({"kafka"} if variant == "kafka" else {"aws-sqs-queue"})
+    (config,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert config["data"]["EVENT_TRANSPORT"] == variant
+
+
+def test_the_validators_refuse_a_broken_manifest() -> None:
+    # GIVEN a Deployment with a misspelt field and a ScaledObject with one
+    (deployment,) = [d for d in deployments() if d["metadata"]["name"] == "api"]
+    broken = {**deployment, "spec": {**deployment["spec"], "replica": 2}}
+    (scaled, *_) = of_kind("ScaledObject")
+    typo = {**scaled, "spec": {**scaled["spec"], "minReplicas": 1}}
+    # THEN both are refused
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate(broken, crd_schemas())
+    with pytest.raises(AssertionError, match="minReplicas"):
+        validate(typo, crd_schemas())
+
+
+@needs_kubectl
+def test_the_setup_job_is_named_after_its_release() -> None:
+    # GIVEN the built manifests WHEN the set-up Job is read
+    docs = kustomize(VARIANTS["sqs"])
+    (job,) = [d for d in docs if d["kind"] == "Job"]
+    version = job["metadata"]["labels"]["app.kubernetes.io/version"]
+    # THEN its name carries the release, so a new release applies a new Job
+    assert job["metadata"]["name"] == f"socialpipe-setup-{version}"
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0
+    images = {c["image"] for c in containers(job)}
+    assert images == {f"socialpipe:{version}"}

@@ -33,7 +33,11 @@ waits until no lease is held (released when the round ends, or expired after
 that could not send within `SEND_GUARD_SECONDS` of its claim checks instead.
 The lease outlasts the guard plus the client's socket timeout. A redelivery
 comes after the visibility timeout, so in practice only a truly concurrent
-delivery ever waits.
+delivery ever waits. An attempt that fails because Redis refused it or could
+not be reached (a failover's CLUSTERDOWN, a dead master) has nothing left in
+flight, so it gives its lease up as soon as the marker's node answers again,
+and its redelivery need not wait the lease out; after a timeout or a
+cancellation its pushes may still land, and the lease stays until it expires.
 """
 
 from __future__ import annotations
@@ -77,11 +81,12 @@ PUSH_MANY_SCRIPT: Final = (
     resources.files("pipelines.feed").joinpath("cluster_push_many.lua").read_bytes()
 )
 
-# Returns {done, careful, ms to wait for another owner's unchecked pushes}.
+# Returns {done, careful, ms to wait for another owner's unchecked pushes, the lease
+# this attempt took (its expiry in ms, as a string: Lua numbers lose digits), or ''}.
 # KEYS[1] marker; ARGV: digest, owner, "1" to force careful, marker ttl (s), lease (ms).
 CLAIM: Final = """
 local marker, digest, owner = KEYS[1], ARGV[1], ARGV[2]
-if redis.call('HEXISTS', marker, digest) == 1 then return {1, 0, 0} end
+if redis.call('HEXISTS', marker, digest) == 1 then return {1, 0, 0, ''} end
 local careful = ARGV[3] == '1'
 local current = redis.call('HGET', marker, 'owner')
 if not current then
@@ -94,9 +99,10 @@ elseif redis.call('HEXISTS', marker, 'shared') == 1 then
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local wait = 0
+local wait, lease = 0, ''
 if not careful then
-  redis.call('HSET', marker, 'lease:' .. digest, now + tonumber(ARGV[5]))
+  lease = string.format('%d', now + tonumber(ARGV[5]))
+  redis.call('HSET', marker, 'lease:' .. digest, lease)
 elseif current and current ~= owner then
   local fields = redis.call('HGETALL', marker)
   for i = 1, #fields, 2 do
@@ -106,7 +112,16 @@ elseif current and current ~= owner then
   end
 end
 redis.call('EXPIRE', marker, tonumber(ARGV[4]))
-return {0, careful and 1 or 0, wait}
+return {0, careful and 1 or 0, wait, lease}
+"""
+
+# Gives up a lease an attempt no longer needs, if it is still that attempt's.
+# KEYS[1] marker; ARGV: digest, the lease as CLAIM returned it.
+RELEASE: Final = """
+if redis.call('HGET', KEYS[1], 'lease:' .. ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], 'lease:' .. ARGV[1])
+end
+return 0
 """
 
 # Ends an attempt at a batch: its lease goes, and the digest is marked done if asked.
@@ -121,6 +136,7 @@ return 1
 UNCHECKED_LEASE_MS: Final = 15_000
 SEND_GUARD_SECONDS: Final = 5.0
 LEASE_POLL_SECONDS: Final = 0.05
+RELEASE_PAUSE_MAX_SECONDS: Final = 0.5
 ATTEMPTS: Final = 5
 FIRST_PAUSE_SECONDS: Final = 0.05
 
@@ -145,6 +161,8 @@ class _Round:
     retry: list[int] = field(default_factory=list)
     asks: dict[int, ClusterNode] = field(default_factory=dict)
     unreachable: BaseException | None = None
+    # A pipeline timed out: its pushes may still run on a node that is alive.
+    in_doubt: bool = False
 
 
 class ClusterFeedStore:
@@ -166,6 +184,8 @@ class ClusterFeedStore:
         self._first_pause = first_pause
         self._claim = client.register_script(CLAIM)
         self._finish = client.register_script(FINISH)
+        self._release = client.register_script(RELEASE)
+        self._releases: set[asyncio.Task[None]] = set()
         self._sha: bytes | None = None
         # None until loaded; b"" when the servers refuse it (before Redis 7).
         self._many_sha: bytes | None = None
@@ -214,11 +234,17 @@ class ClusterFeedStore:
         if claimed is None:
             return BatchResult(written=0, skipped=0, already_done=True)
         careful = claimed.careful or time.monotonic() - claimed.at > SEND_GUARD_SECONDS
-        state = await self._push_all(str(post_id).encode(), recipients, careful)
-        # Careful attempts hold no lease: with a failed feed there is nothing to record.
-        if not state.failed or not claimed.careful:
-            done = "0" if state.failed else "1"
-            await self._finish(keys=[marker], args=[digest, self._marker_ttl, done])
+        state = _Round()
+        try:
+            await self._push_all(str(post_id).encode(), recipients, careful, state)
+            # Careful attempts hold no lease: with a failed feed there is nothing to record.
+            if not state.failed or not claimed.careful:
+                done = "0" if state.failed else "1"
+                await self._finish(keys=[marker], args=[digest, self._marker_ttl, done])
+        except (RedisError, *_UNREACHABLE):
+            if claimed.lease and not state.in_doubt:
+                self._release_when_back(marker, digest, claimed.lease)
+            raise
         return BatchResult(
             written=state.written,
             skipped=state.skipped,
@@ -231,25 +257,48 @@ class ClusterFeedStore:
         """Claim the batch; None when it is done. Waits out another owner's lease."""
         while True:
             args = [digest, owner, "1" if careful else "0", self._marker_ttl, UNCHECKED_LEASE_MS]
-            done, checked, wait_ms = await self._claim(keys=[marker], args=args)
+            done, checked, wait_ms, lease = await self._claim(keys=[marker], args=args)
             if done:
                 return None
             if not wait_ms:
-                return _Claim(careful=bool(checked), at=time.monotonic())
+                return _Claim(careful=bool(checked), at=time.monotonic(), lease=lease)
             # Another owner's unchecked pushes may still land: check after them, not among
             # them. Asked again soon, since the lease usually ends with the round, early.
             await asyncio.sleep(min(wait_ms / 1000, LEASE_POLL_SECONDS))
 
+    def _release_when_back(self, marker: str, digest: str, lease: bytes) -> None:
+        """Give the batch's lease up as soon as the marker's node answers again.
+
+        The attempt failed with Redis refusing or unreachable (a failover's
+        CLUSTERDOWN, a dead master), so none of its unchecked pushes is still on its
+        way: a redelivery need not wait the lease out. Not after a timeout
+        (`_Round.in_doubt`) or a cancellation, whose pushes may still land.
+        """
+        task = asyncio.create_task(self._release_until_expiry(marker, digest, lease))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _release_until_expiry(self, marker: str, digest: str, lease: bytes) -> None:
+        deadline = time.monotonic() + UNCHECKED_LEASE_MS / 1000
+        pause = self._first_pause
+        while time.monotonic() < deadline:
+            try:
+                await self._release(keys=[marker], args=[digest, lease])
+                return
+            except RedisError:
+                await self._refresh()
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RELEASE_PAUSE_MAX_SECONDS)
+
     async def _push_all(
-        self, post: bytes, recipients: Sequence[uuid.UUID], careful: bool
-    ) -> _Round:
+        self, post: bytes, recipients: Sequence[uuid.UUID], careful: bool, state: _Round
+    ) -> None:
         await self._client.initialize()
         if self._sha is None:
             self._sha = await self._load_everywhere()
         if self._many_sha is None:
             self._many_sha = await self._load_many_everywhere()
         keys = _split_keys(feed_keys_resp(recipients), len(recipients))
-        state = _Round()
         pending, asks = list(range(len(recipients))), dict[int, ClusterNode]()
         pause = self._first_pause
         for attempt in range(self._attempts):
@@ -263,11 +312,10 @@ class ClusterFeedStore:
             await self._round(post, keys, pending, asks, careful, state, whole=attempt == 0)
             pending, asks = state.retry, state.asks
             if not pending:
-                return state
+                return
         if state.unreachable is not None and not (state.written or state.skipped):
             raise state.unreachable  # nothing answers: an outage, not a few failed feeds
         state.failed.extend(pending)
-        return state
 
     async def _round(
         self,
@@ -321,6 +369,7 @@ class ClusterFeedStore:
         except _UNREACHABLE as exc:
             state.retry.extend(items)
             state.unreachable = exc
+            state.in_doubt |= isinstance(exc, RedisTimeoutError)
             await self._refresh()
             return
         if isinstance(reply, NoScriptError):
@@ -360,6 +409,7 @@ class ClusterFeedStore:
         except _UNREACHABLE as exc:
             state.retry.extend(items)
             state.unreachable = exc
+            state.in_doubt |= isinstance(exc, RedisTimeoutError)
             await self._refresh()
             return
         for i, reply in zip(items, replies, strict=True):
@@ -417,6 +467,7 @@ class ClusterFeedStore:
 class _Claim:
     careful: bool
     at: float
+    lease: bytes  # empty when this attempt holds none
 
 
 _KEY_RECORD_LENGTH: Final = len(feed_keys_resp([uuid.UUID(int=0)]))

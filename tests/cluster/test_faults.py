@@ -40,6 +40,7 @@ from consumers.runtime import SqsConsumer
 from consumers.topology import ensure_topology
 from contracts.events import Envelope, PostCreated
 from contracts.keys import fanout_marker_key
+from pipelines.feed.cluster_feeds import UNCHECKED_LEASE_MS
 from reconcile.feeds import FeedReconcileOptions
 from tests.cluster.faults import (
     Node,
@@ -249,6 +250,10 @@ async def test_a_master_killed_mid_fan_out_leaves_no_duplicate_and_reconcile_fil
     assert (recheck.missing, recheck.duplicate, recheck.repaired) == (0, 0, 0)
     assert (after.once, after.missing, after.duplicated) == (FRIENDS, [], [])
     assert await depth(worker.sqs, worker.dlq_url) == 0
+    # AND the failed attempt gave its batch's lease up once the cluster answered
+    # again: the redelivery did not wait the lease out
+    waited = done_at - killed_at - promotion
+    assert waited < UNCHECKED_LEASE_MS / 1000 - 5, f"drained {waited:.2f} s after the promotion"
 
 
 @pytest.mark.timeout(90)

@@ -185,7 +185,7 @@ def test_each_worker_scales_on_its_own_queue_depth(pipeline: str) -> None:
 
 
 def test_api_service_selects_the_api_pods() -> None:
-    (service,) = of_kind("Service")
+    (service,) = [s for s in of_kind("Service") if s["metadata"]["name"] == "api"]
     (api,) = [d for d in deployments() if d["metadata"]["name"] == "api"]
     labels = api["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()

@@ -91,6 +91,14 @@ return {1, 0}
 """
 
 
+# Redis (or a cluster slot) not answering; any other error is a defect and surfaces.
+_UNAVAILABLE: Final = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ClusterError,
+)
+
+
 class RateLimiter(Protocol):
     """Counts one request against a limit."""
 
@@ -127,8 +135,12 @@ class RedisRateLimiter:
     async def _run(self, key: str, rate: Rate, cost: int) -> Any:
         try:
             return await self._script(keys=[key], args=[rate.interval_ms, rate.period_ms, cost])
-        except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
-            log.warning("rate limit not checked: Redis unavailable", errorMessage=str(exc))
+        except _UNAVAILABLE as exc:
+            log.warning(
+                "rate limit not checked: Redis unavailable",
+                errorType=type(exc).__name__,
+                errorMessage=str(exc),
+            )
             return None
 
 

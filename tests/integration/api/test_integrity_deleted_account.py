@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 import asyncpg
+import pytest
 from graphql import (
     GraphQLEnumType,
     GraphQLField,
@@ -24,6 +25,7 @@ from graphql import (
 )
 
 from api.app import build_schema
+from api.uow import PgUnitsOfWork
 from tests.integration.api.client import Api
 
 NO_TOKEN_NEEDED = {"register", "login"}
@@ -99,3 +101,19 @@ async def test_every_operation_answers_401_to_a_deleted_accounts_token(
     # THEN each one answers 401 UNAUTHENTICATED, none 5xx and none 200
     wrong = {n: a for n, a in answers.items() if a != (401, ["UNAUTHENTICATED"])}
     assert wrong == {}, f"{len(wrong)} of {len(answers)} operations: {wrong}"
+
+
+async def test_a_write_in_flight_keeps_its_account_until_it_commits(db: asyncpg.Pool) -> None:
+    # GIVEN a user, and a unit of work that has begun writing for them
+    user_id = uuid.uuid4()
+    await db.execute("INSERT INTO users (id, email) VALUES ($1, 'w@example.com')", user_id)
+    async with PgUnitsOfWork(db)() as uow:
+        assert await uow.users.hold_account(user_id)
+        # WHEN the account is deleted meanwhile THEN the deletion has to wait for the unit
+        async with db.acquire() as other:
+            await other.execute("SET lock_timeout = '100ms'")
+            with pytest.raises(asyncpg.LockNotAvailableError):
+                await other.execute("DELETE FROM users WHERE id = $1", user_id)
+            await other.execute("RESET lock_timeout")
+    # AND once the unit has ended the deletion goes through
+    assert await db.execute("DELETE FROM users WHERE id = $1", user_id) == "DELETE 1"

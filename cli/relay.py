@@ -6,6 +6,7 @@ import typer
 
 from cli.common import fail, run, settings
 from config.relay import run_relay
+from config.startup import said
 from consumers.kafka.topics import KafkaUnavailable
 from pipelines.relay.relay import RelayOptions, RelayStuck
 
@@ -31,4 +32,4 @@ def relay(
     except RelayStuck as exc:
         fail(str(exc))
     except KafkaUnavailable as exc:
-        fail(f"{exc}.")
+        fail(said(f"{exc}.", serviceName="relay"))

@@ -8,6 +8,7 @@ import typer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cli.common import fail, run, settings
+from config.startup import said
 from config.worker import PipelineUnavailable, run_worker
 from consumers.kafka.topics import KafkaUnavailable
 from consumers.topology import UnknownQueue
@@ -42,14 +43,21 @@ def worker(
     Serves /metrics, /healthz and /readyz on METRICS_PORT (0 disables).
     """
     cfg = settings()
+    service = f"worker-{pipeline.value}"  # the process's name in its log lines
     try:
         code = run(run_worker(cfg, pipeline.value, burst=burst, concurrency=concurrency))
+    # Each also logged as one JSON line, as the start-up failures of config/startup.py are.
     except (PipelineUnavailable, UnknownQueue) as exc:
-        fail(str(exc))
+        fail(said(str(exc), serviceName=service))
     except KafkaUnavailable as exc:
-        fail(f"{exc}.")
+        fail(said(f"{exc}.", serviceName=service))
     except ClientError as exc:
-        fail(f"SQS refused the request: {exc.response.get('Error', {}).get('Message', exc)}.")
+        reason = exc.response.get("Error", {}).get("Message", exc)
+        fail(said(f"SQS refused the request: {reason}.", serviceName=service))
     except BotoCoreError as exc:
-        fail(f"cannot reach SQS at {cfg.aws_endpoint_url or 'AWS'} ({exc}).")
+        fail(
+            said(
+                f"cannot reach SQS at {cfg.aws_endpoint_url or 'AWS'} ({exc}).", serviceName=service
+            )
+        )
     raise typer.Exit(code)

@@ -8,6 +8,7 @@ that `socialpipe queues create` made the topics, and the consumer group's runtim
 from __future__ import annotations
 
 from config.settings import Settings
+from config.startup import quiet
 from consumers.kafka.consumer import KafkaConsumer
 from consumers.kafka.topics import KafkaUnavailable, declared_topics, open_admin
 from consumers.options import ConsumerOptions
@@ -17,11 +18,13 @@ from contracts.outcomes import EventHandler
 
 async def check_topics(settings: Settings) -> None:
     """Fail with one sentence when the broker is down or `queues create` never ran."""
-    admin = await open_admin(settings)
-    try:
-        existing = set(await admin.list_topics())
-    finally:
-        await admin.close()
+    # aiokafka logs each failed connect itself; the sentence below says it once, named.
+    with quiet("aiokafka"):
+        admin = await open_admin(settings)
+        try:
+            existing = set(await admin.list_topics())
+        finally:
+            await admin.close()
     missing = [s.name for s in declared_topics(settings) if s.name not in existing]
     if missing:
         raise KafkaUnavailable(

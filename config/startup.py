@@ -193,6 +193,16 @@ def reason_of(exc: BaseException) -> str:
     return redact_url(text).rstrip(".")
 
 
+def said(sentence: str, **fields: object) -> str:
+    """Log `sentence` as the process's one JSON error line; return it for the CLI to print.
+
+    For start-up failures found outside `dependency` (a missing queue or topic), so they
+    reach the log as the others do.
+    """
+    log.error(sentence.rstrip("."), **fields)
+    return sentence
+
+
 def report(error: StartupError) -> StartupError:
     """Log `error` as one JSON line (no stack: the facts are the message) and return it."""
     log.error(error.sentence.rstrip("."), **error.fields())
@@ -219,7 +229,7 @@ def dependency(
 
 
 @contextmanager
-def _quiet(logger: str) -> Iterator[None]:
+def quiet(logger: str) -> Iterator[None]:
     """Silence a library that logs each failed request: a failed probe is reported once, by
     `dependency`, with the name and address the library's line lacks."""
     library = logging.getLogger(logger)
@@ -298,7 +308,7 @@ async def probe_search(settings: Settings) -> None:
     client = AsyncOpenSearch(hosts=[settings.opensearch_url], max_retries=0, timeout=PROBE_TIMEOUT)
     try:
         name = "the search backend (OpenSearch)"
-        with dependency(name, redact_url(settings.opensearch_url)), _quiet("opensearch"):
+        with dependency(name, redact_url(settings.opensearch_url)), quiet("opensearch"):
             await client.info()
     finally:
         await client.close()

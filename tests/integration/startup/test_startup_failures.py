@@ -8,6 +8,7 @@ traceback and no password.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -117,6 +118,41 @@ def test_worker_names_opensearch_when_it_is_the_backend_and_down(
         f"cannot reach the search backend (OpenSearch) at http://127.0.0.1:{port}"
         " (connection refused).",
     )
+
+
+def test_worker_names_its_missing_queue(settings: Settings, aws: str) -> None:
+    # GIVEN SQS up but `socialpipe queues create` never ran
+    done = run_cli(settings, "worker", "notifications", "--burst")
+    # THEN the worker logs and says which queue (its own or its DLQ) is missing, and how
+    # to make it
+    name = re.search(r"Queue '([^']+)' does not exist", done.stderr)
+    assert name and name[1] in (q := settings.notifications_queue, f"{q}-dlq"), done.stderr
+    failed_with(done, f"Queue {name[1]!r} does not exist; run `socialpipe queues create` first.")
+
+
+@pytest.mark.parametrize("command", [["worker", "feed", "--burst"], ["relay", "--burst"]])
+def test_kafka_processes_name_kafka_when_it_is_down(
+    settings: Settings, port_factory: PortFactory, command: list[str]
+) -> None:
+    # GIVEN the Kafka transport and no broker at its address
+    servers = f"127.0.0.1:{port_factory()}"
+    done = run_cli(settings, *command, EVENT_TRANSPORT="kafka", KAFKA_BOOTSTRAP_SERVERS=servers)
+    # THEN the process logs one error line naming Kafka (not the client library's own) and
+    # says the same sentence
+    assert done.returncode == 1, done.stderr
+    said = [line for line in done.stderr.splitlines() if not line.startswith("{")]
+    assert len(said) == 1 and said[0].startswith(f"socialpipe: cannot reach Kafka at {servers}")
+    errors = [orjson.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert [e["message"] for e in errors] == [said[0].removeprefix("socialpipe: ").rstrip(".")]
+    assert errors[0]["serviceName"] == ("relay" if command[0] == "relay" else "worker-feed")
+
+
+def test_relay_names_sns_when_the_endpoint_is_down(
+    settings: Settings, port_factory: PortFactory
+) -> None:
+    dead = f"http://127.0.0.1:{port_factory()}"
+    done = run_cli(settings, "relay", "--burst", AWS_ENDPOINT_URL=dead)
+    failed_with(done, f"cannot reach SNS at {dead} (connection refused).")
 
 
 async def test_worker_names_its_occupied_metrics_port(

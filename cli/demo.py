@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from cli.common import settings
-from cli.loadtest import EmulatorChoice, emit, execute, verdict
+from cli.loadtest import ConnectionsSource, EmulatorChoice, emit, execute, verdict
 from config.logging import configure_logging
 from loadtest.demo import DemoOptions, run_demo
 
@@ -26,8 +26,14 @@ def demo(
         EmulatorChoice.moto, "--emulator", help="moto (Python only) or fauxqs (needs Node)."
     ),
     out: Path = typer.Option(Path("out/demo"), "--out", help="Folder for the picture and logs."),
+    connections_source: ConnectionsSource = typer.Option(
+        ConnectionsSource.grpc,
+        "--connections-source",
+        help="grpc: the feed worker reads connection lists through the Connections Service"
+        " the demo starts; postgres: straight from PostgreSQL.",
+    ),
 ) -> None:
-    """Run API, relay and all three workers on embedded defaults; drive the seed's load.
+    """Run API, relay, all three workers and the Connections Service; drive the seed's load.
 
     Seeds a heavy-tailed social graph, sends --rate posts a minute and --updates
     profile updates a second as GraphQL mutations for --duration seconds, and
@@ -46,11 +52,14 @@ def demo(
         database=database,
         emulator=emulator.value,
         out_dir=out,
+        connections_source=connections_source.value,
     )
     console = Console(stderr=True)
+    grpc = connections_source is ConnectionsSource.grpc
+    service = " and the Connections Service" if grpc else ""
     console.print(
-        f"[bold]socialpipe demo[/]: API, relay and 3 workers; {users} users, {rate:g} posts/min "
-        f"and {updates:g} profile updates/s through the API for {duration:g} s "
+        f"[bold]socialpipe demo[/]: API, relay, 3 workers{service}; {users} users, "
+        f"{rate:g} posts/min and {updates:g} profile updates/s through the API for {duration:g} s "
         f"(database {database}) …"
     )
     report = execute(console, lambda progress: run_demo(cfg, options, progress))

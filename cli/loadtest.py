@@ -48,6 +48,11 @@ class BrokerChoice(StrEnum):
     none = "none"
 
 
+class ConnectionsSource(StrEnum):
+    postgres = "postgres"
+    grpc = "grpc"
+
+
 class OptionMismatch(ValueError):
     """An option that the chosen transport does not use; the message says which."""
 
@@ -139,6 +144,12 @@ def loadtest(
     through_api: bool = typer.Option(
         False, "--through-api", help="Drive the load through the GraphQL API and the relay."
     ),
+    connections_source: ConnectionsSource = typer.Option(
+        ConnectionsSource.postgres,
+        "--connections-source",
+        help="Where the started feed workers read connection lists: postgres (direct) or"
+        " grpc (a Connections Service the run starts, docs/connections-service.md).",
+    ),
     slo_feed_p95: float = typer.Option(
         2.0, "--slo-feed-p95", min=0, help="Seconds; P95 post → all feeds must not exceed it."
     ),
@@ -168,10 +179,11 @@ def loadtest(
         emulator, broker = bus_choices(bus, emulator, broker)
     except OptionMismatch as exc:
         fail(str(exc), code=2)
-    if attach and (redis_cluster or database_read_url):
+    grpc = connections_source is ConnectionsSource.grpc
+    if attach and (redis_cluster or database_read_url or grpc):
         fail(
-            "--redis-cluster and --database-read-url configure the workers a run starts;"
-            " attached workers keep their own REDIS_URL and DATABASE_READ_URL.",
+            "--redis-cluster, --database-read-url and --connections-source configure the"
+            " workers a run starts; attached workers keep their own settings.",
             code=2,
         )
     hubs = tuple(int(x) for x in hub_connections.split(",") if x.strip())
@@ -201,6 +213,7 @@ def loadtest(
         out_dir=out,
         redis_cluster=redis_cluster,
         database_read_url=database_read_url,
+        connections_source=connections_source.value,
     )
     console = Console(stderr=True)
     if not json_only:
@@ -210,7 +223,8 @@ def loadtest(
             f"{profile_updates_per_second:g} profile updates/s, {warmup:g}+{duration:g} s, "
             f"{'attached workers' if attach else f'{workers} worker(s) per pipeline'}"
             f"{', on a local Redis Cluster' if redis_cluster else ''}"
-            f"{', reading a replica' if database_read_url else ''} …"
+            f"{', reading a replica' if database_read_url else ''}"
+            f"{', connections through the Connections Service' if grpc else ''} …"
         )
     report = execute(console, lambda progress: run_loadtest(cfg, options, progress=progress))
     emit(report, out, json_only)

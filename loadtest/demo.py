@@ -1,7 +1,8 @@
 """`socialpipe demo`: the whole system on embedded defaults, a minute of load through the API.
 
 The demo is a load run in API mode with the seed's rates and SLOs: a moto
-server (Python only) as SQS/SNS, the API, the relay and the three workers as
+server (Python only) as SQS/SNS, the API, the relay, the three workers and the
+Connections Service (the feed worker reads connection lists through it) as
 child processes, a small heavy-tailed graph, posts and profile updates sent as
 GraphQL mutations with bearer tokens. Afterwards, while everything still runs,
 it reads three example feeds and one people search back through the API.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from config.settings import Settings
 from loadtest.graph import GraphShape
@@ -37,6 +38,7 @@ class DemoOptions:
     emulator: str = "moto"
     out_dir: Path = Path("out/demo")
     search_text: str = "Engineer"
+    connections_source: Literal["postgres", "grpc"] = "grpc"
 
     def load_options(self) -> LoadOptions:
         return LoadOptions(
@@ -57,6 +59,7 @@ class DemoOptions:
             drain_seconds=30.0,
             out_dir=self.out_dir,
             senders=8,
+            connections_source=self.connections_source,
         )
 
 

@@ -26,6 +26,7 @@ from loadtest import emulator as emu
 from loadtest.broker import tansu
 from loadtest.bus import Bus, open_bus
 from loadtest.drivers import GraphQL
+from loadtest.emulator import free_port
 from loadtest.graph import (
     LOADTEST_SHAPE,
     GraphShape,
@@ -80,6 +81,9 @@ class LoadOptions:
     # DATABASE_READ_URL of the started workers (a replica of DATABASE_URL's server);
     # its database is replaced by `database`, as DATABASE_URL's is.
     database_read_url: str | None = None
+    # Where the started feed workers read connection lists: PostgreSQL, or a Connections
+    # Service the run starts on a free loopback port (docs/connections-service.md).
+    connections_source: Literal["postgres", "grpc"] = "postgres"
 
 
 @dataclass
@@ -124,6 +128,9 @@ def run_settings(
     }
     update.update(bus)
     update.update(redis or {})
+    if options.connections_source == "grpc" and not options.attach:
+        update["connections_source"] = "grpc"
+        update["connections_service_addr"] = f"127.0.0.1:{free_port()}"
     if options.mode == "api" and base.api_token_secret is None:
         update["api_token_secret"] = secrets.token_urlsafe(48)
     return base.model_copy(update=update)
@@ -254,6 +261,8 @@ def build_group(h: Harness, options: LoadOptions) -> ProcessGroup | None:
     if options.attach:
         return None
     group = ProcessGroup(h.settings, options.out_dir / "logs")
+    if h.settings.connections_source == "grpc":
+        group.add_connections_service()
     for i in range(options.workers):
         group.add_worker("feed", i, options.concurrency)
         group.add_worker("search", i, options.concurrency)

@@ -81,6 +81,10 @@ class ProcessGroup:
     def add_relay(self) -> None:
         self._add("relay", ["relay"])
 
+    def add_connections_service(self) -> None:
+        """The gRPC Connections Service, on the settings' CONNECTIONS_SERVICE_ADDR."""
+        self._add("connections-service", ["connections-service"])
+
     def add_api(self) -> str:
         """Adds the API on a free loopback port; returns its GraphQL URL."""
         port = free_port()

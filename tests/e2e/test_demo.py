@@ -62,3 +62,5 @@ def test_short_demo_goes_through_the_api_and_reports_both_latencies(
     # and every process it started was stopped: the relay and the API logged no errors
     assert report["worker_error_lines"]["api"] == 0
     assert report["worker_error_lines"]["relay"] == 0
+    # and the feed worker read connection lists through the Connections Service it started
+    assert report["worker_error_lines"]["connections-service"] == 0

@@ -11,6 +11,7 @@ and search input.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ class ApiLimits:
     resolvers_per_request: int = 4
     max_concurrent_resolvers: int = 16
     busy_wait_seconds: float = 2.0
+    concurrent_searches: int = 2
     search_timeout_seconds: float = 2.0
     introspection: bool = False
 
@@ -224,16 +226,26 @@ def validation_extensions(limits: ApiLimits) -> list[Callable[[], SchemaExtensio
 # -- bounded concurrency -------------------------------------------------------
 
 
+# Root fields whose work is heavy enough that one request runs them one at a time.
+HEAVY_FIELDS: Final = frozenset({"searchUsers"})
+
+
 class ResolverSlots:
-    """Resolver slots: a few per request, and a process-wide number below the pools."""
+    """Resolver slots: a few per request, and a process-wide number below the pools.
+
+    A request's heavy fields (`HEAVY_FIELDS`) take turns, so one client's
+    aliases use at most one of the process's search slots (`IndexPeopleSearch`).
+    """
 
     def __init__(self, shared: asyncio.Semaphore, per_request: int, wait: float) -> None:
         self._shared = shared
         self._mine = asyncio.Semaphore(per_request)
+        self._heavy = asyncio.Semaphore(1)
         self._wait = wait
 
-    async def run(self, resolve: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        async with self._mine:
+    async def run(self, name: str, resolve: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        turn = self._heavy if name in HEAVY_FIELDS else contextlib.nullcontext()
+        async with self._mine, turn:
             try:
                 await asyncio.wait_for(self._shared.acquire(), self._wait)
             except TimeoutError:
@@ -263,7 +275,7 @@ class ResolverGate(SchemaExtension):
         slots = getattr(info.context, "slots", None)
         if info.path.prev is not None or slots is None:
             return _next(root, info, *args, **kwargs)
-        return slots.run(_next, root, info, *args, **kwargs)
+        return slots.run(info.field_name, _next, root, info, *args, **kwargs)
 
 
 # -- argument limits -------------------------------------------------------------

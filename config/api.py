@@ -57,7 +57,7 @@ async def build_api(
     services = Services(
         PgUnitsOfWork(pool),
         redis,
-        IndexPeopleSearch(search, limits.search_timeout_seconds),
+        IndexPeopleSearch(search, limits.search_timeout_seconds, limits.concurrent_searches),
         counters or RedisUnreadCounters(redis),
         Passwords(hasher),
         Tokens(settings.api_token_secret, settings.api_token_ttl_seconds),
@@ -78,21 +78,26 @@ def api_limits(settings: Settings) -> ApiLimits:
 class IndexPeopleSearch:
     """`PeopleSearch` over the search pipeline's `SearchIndex`, with a time limit.
 
-    A search over its time is cancelled, which for PostgreSQL cancels the
-    statement on the server too (asyncpg sends a cancel request), and answers
-    503: the input was within its limits, the server was too slow for it.
+    Searches are the API's heaviest statements (full-text and trigram matching
+    over every document), so only a few run at once in the process, whoever
+    asks: one client's aliases queue behind each other instead of taking the
+    database's cores from everyone else. A search over its time, waiting
+    included, is cancelled, which for PostgreSQL cancels the statement on the
+    server too (asyncpg sends a cancel request), and answers 503: the input was
+    within its limits, the server was too slow for it.
     """
 
-    def __init__(self, index: SearchIndex, timeout: float) -> None:
+    def __init__(self, index: SearchIndex, timeout: float, at_once: int) -> None:
         self._index = index
         self._timeout = timeout
+        self._slots = asyncio.Semaphore(at_once)
 
     async def search_people(
         self, text: str, skills: Sequence[str], companies: Sequence[str], limit: int
     ) -> list[PeopleHit]:
         query = SearchQuery(text, tuple(skills), tuple(companies), limit)
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(self._timeout), self._slots:
                 found = await self._index.search(query)
         except TimeoutError:
             raise Busy(SEARCH_TOO_SLOW) from None

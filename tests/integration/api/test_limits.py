@@ -7,6 +7,7 @@ needs other settings or a search index of its own builds one with `api_with`.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -32,11 +33,13 @@ GRAPHQL_RESPONSE = "application/graphql-response+json"
 def api_with(
     db: asyncpg.Pool, redis_client: redis_asyncio.Redis, settings_factory: SettingsFactory
 ) -> ApiWith:
-    """Call it with settings overrides (and `search=`, a `SearchIndex` or a fake with its
-    `search` method) for an `Api` over that app."""
+    """Call it with settings overrides (and fakes of the search index or the unread
+    counters, `search=` / `counters=`) for an `Api` over that app."""
 
     @asynccontextmanager
-    async def build(search: Any = None, **overrides: Any) -> AsyncIterator[Api]:
+    async def build(
+        search: Any = None, counters: Any = None, **overrides: Any
+    ) -> AsyncIterator[Api]:
         settings = settings_factory(api_token_secret=SECRET, **overrides)
         async with AsyncExitStack() as stack:
             app = await build_api(
@@ -45,6 +48,7 @@ def api_with(
                 pool=db,
                 redis=redis_client,
                 search=search or PostgresSearchIndex(db),
+                counters=counters,
                 hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
             )
             transport = httpx.ASGITransport(app=app)
@@ -166,40 +170,65 @@ async def test_metrics_are_not_served_on_the_api_port(api: Api) -> None:
     assert (await api.client.get("/metrics")).status_code == 404
 
 
-class GatedSearch:
-    """A search index that counts searches running at once and holds them briefly."""
+class Overlap:
+    """Counts calls running at once; each holds until `target` run together (or `hold`
+    seconds pass), so a missing bound would let more than `target` overlap."""
 
-    def __init__(self, release_at: int) -> None:
+    def __init__(self, target: int, hold: float) -> None:
         self.running = 0
         self.most = 0
-        self._release_at = release_at
-        self._released = asyncio.Event()
+        self._target = target
+        self._hold = hold
+        self._reached = asyncio.Event()
 
-    async def search(self, query: SearchQuery) -> list[SearchHit]:
+    async def call(self) -> None:
         self.running += 1
         self.most = max(self.most, self.running)
-        if self.running >= self._release_at:
-            self._released.set()
+        if self.running >= self._target:
+            self._reached.set()
         try:
-            # Held until as many run as are allowed, so a missing bound would show.
-            await asyncio.wait_for(self._released.wait(), timeout=1.0)
+            await asyncio.wait_for(self._reached.wait(), self._hold)
         except TimeoutError:
             pass
         finally:
             self.running -= 1
+
+
+class OverlapCounters(Overlap):
+    async def unread(self, user_id: uuid.UUID) -> int:
+        await self.call()
+        return 0
+
+    async def reset(self, user_id: uuid.UUID, unread: int = 0) -> None:
+        await self.call()
+
+
+class OverlapSearch(Overlap):
+    async def search(self, query: SearchQuery) -> list[SearchHit]:
+        await self.call()
         return []
 
 
 async def test_one_request_runs_at_most_four_resolvers_at_once(api_with: ApiWith) -> None:
-    # GIVEN a search index that records concurrency
-    search = GatedSearch(release_at=4)
-    async with api_with(search=search) as api:
+    # GIVEN unread counters that record how many reads overlap
+    counters = OverlapCounters(target=4, hold=10.0)
+    async with api_with(counters=counters) as api:
         token, _ = await api.register("gate@example.com")
-        # WHEN one request asks for five searches at once (the most its cost allows)
-        data = await api.ok(aliases(5, "searchUsers { userId }"), token=token)
+        # WHEN one request asks for ten counts at once
+        data = await api.ok(aliases(10, "unreadNotifications"), token=token)
     # THEN all answered, never more than four at a time
+    assert len(data) == 10
+    assert counters.most == 4
+
+
+async def test_the_searches_of_one_request_take_turns(api_with: ApiWith) -> None:
+    # Each search holds 0.2 s for a second one to join it; none ever does.
+    search = OverlapSearch(target=2, hold=0.2)
+    async with api_with(search=search) as api:
+        token, _ = await api.register("turns@example.com")
+        data = await api.ok(aliases(5, "searchUsers { userId }"), token=token)
     assert len(data) == 5
-    assert search.most == 4
+    assert search.most == 1
 
 
 class HangingSearch:

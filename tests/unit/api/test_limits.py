@@ -123,8 +123,8 @@ async def test_a_request_waits_briefly_for_a_shared_slot_then_is_told_the_server
 
     # WHEN a resolver asks for a slot
     with pytest.raises(Busy) as caught:
-        await slots.run(resolver)
+        await slots.run("me", resolver)
     # THEN it is refused with 503 once the wait is over; a freed slot lets it run
     assert (caught.value.status, caught.value.message) == (503, BUSY)
     shared.release()
-    assert await slots.run(resolver) == "ran"
+    assert await slots.run("me", resolver) == "ran"

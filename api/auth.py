@@ -15,7 +15,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from api.errors import TOKEN_INVALID, Busy, Unauthenticated
+from api.errors import TOKEN_INVALID, SignInBusy, Unauthenticated
 
 _ALGORITHM = "HS256"
 T = TypeVar("T")
@@ -28,7 +28,7 @@ class Passwords:
     `concurrency` run at once, on threads of their own (not the loop's default
     executor), and the rest of the API keeps a share of the CPU however many
     sign-ins arrive. At most `max_waiting` more wait for a slot; beyond that a
-    sign-in is refused at once with `Busy` (503 and Retry-After) instead of
+    sign-in is refused at once with `SignInBusy` (503 and Retry-After) instead of
     queueing without end. docs/api-abuse.md has the figures.
     """
 
@@ -64,7 +64,7 @@ class Passwords:
 
     async def _run(self, work: Callable[..., T], *args: Any) -> T:
         if self._waiting >= self._max_waiting:
-            raise Busy()
+            raise SignInBusy()
         self._waiting += 1
         try:
             await self._slots.acquire()

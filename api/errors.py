@@ -63,11 +63,11 @@ class TooManyRequests(ApiError):
         super().__init__(TOO_MANY_ATTEMPTS.format(seconds=self.retry_after))
 
 
-class Busy(ApiError):
+class SignInBusy(ApiError):
     """Too many password checks are already waiting; the client should retry shortly."""
 
     status = 503
-    code = "BUSY"
+    code = "SERVICE_UNAVAILABLE"
 
     def __init__(self, retry_after: int = 1) -> None:
         self.retry_after = retry_after

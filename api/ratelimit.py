@@ -19,7 +19,7 @@ from typing import Any, Final, Protocol
 import structlog
 from redis import exceptions as redis_errors
 
-from api.errors import Busy, TooManyRequests
+from api.errors import SignInBusy, TooManyRequests
 from contracts.keys import rate_limit_key
 
 log = structlog.get_logger("api")
@@ -220,7 +220,7 @@ def retry_after_header(response: Any) -> Iterator[None]:
     """Tell the client when to retry (`Retry-After`) when the request is refused for load."""
     try:
         yield
-    except (TooManyRequests, Busy) as exc:
+    except (TooManyRequests, SignInBusy) as exc:
         if response is not None:
             response.headers["Retry-After"] = str(exc.retry_after)
         raise

@@ -16,6 +16,7 @@ from api.app import create_app
 from api.auth import Passwords, Tokens
 from api.limits import SEARCH_TOO_SLOW, ApiLimits, Busy
 from api.ports import PeopleHit, UnreadCounters
+from api.ratelimit import AbuseLimits, Rate, RedisRateLimiter, SignInGuard
 from api.services import Services
 from api.uow import PgUnitsOfWork
 from config.clients import open_any_redis
@@ -59,10 +60,20 @@ async def build_api(
         redis,
         IndexPeopleSearch(search, limits.search_timeout_seconds, limits.concurrent_searches),
         counters or RedisUnreadCounters(redis),
-        Passwords(hasher),
+        Passwords(hasher, concurrency=settings.api_password_checks_at_once or None),
         Tokens(settings.api_token_secret, settings.api_token_ttl_seconds),
+        guard=SignInGuard(RedisRateLimiter(redis), sign_in_limits(settings)),
     )
     return create_app(services, limits)
+
+
+def sign_in_limits(settings: Settings) -> AbuseLimits:
+    """The login and registration limits, over the periods docs/api-abuse.md gives."""
+    return AbuseLimits(
+        login_per_address=Rate(settings.api_logins_per_address, 300),
+        login_per_account=Rate(settings.api_login_failures_per_account, 900),
+        register_per_address=Rate(settings.api_registrations_per_address, 3600),
+    )
 
 
 def api_limits(settings: Settings) -> ApiLimits:

@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(default=131_072, ge=4096, le=4 * 1024 * 1024)
     api_max_concurrent_resolvers: int = Field(default=16, ge=1, le=1000)
     api_search_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Sign-in and registration limits (docs/api-abuse.md): logins per client address
+    # per 5 minutes, wrong passwords per account per 15 minutes, registrations per
+    # address per hour; password checks at once (0: half the CPUs).
+    api_logins_per_address: int = Field(default=30, ge=1, le=100_000)
+    api_login_failures_per_account: int = Field(default=10, ge=1, le=10_000)
+    api_registrations_per_address: int = Field(default=10, ge=1, le=100_000)
+    api_password_checks_at_once: int = Field(default=0, ge=0, le=256)
     # Outbox rows the event bus refuses this many times are parked instead of retried.
     outbox_max_attempts: int = Field(default=10, ge=1, le=1000)
     # The Connections Service (docs/connections-service.md): where `socialpipe

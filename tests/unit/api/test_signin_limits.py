@@ -13,10 +13,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import VerifyMismatchError
 
 from api.auth import Passwords, Tokens
-from api.errors import BAD_CREDENTIALS, Busy, TooManyRequests, Unauthenticated
+from api.errors import BAD_CREDENTIALS, SignInBusy, TooManyRequests, Unauthenticated
 from api.ratelimit import AbuseLimits, Rate, SignInGuard, address_subject, gcra
 from api.services import Services
+from config.api import sign_in_limits
 from tests.api_fakes import FakeRateLimiter, FakeUnitsOfWork, FakeUnreadCounters
+from tests.settings import SettingsFactory
 
 GOOD = "Correct-horse-1"
 WRONG = "Wrong-horse-11"
@@ -142,6 +144,16 @@ async def test_registration_is_limited_per_address(services: Services) -> None:
     await services.register("new10@example.com", GOOD, date(1990, 1, 1), "New", "c", NEIGHBOUR)
 
 
+def test_the_settings_set_the_counts_over_fixed_periods(
+    settings_factory: SettingsFactory,
+) -> None:
+    chosen = settings_factory(
+        api_logins_per_address=5, api_login_failures_per_account=3, api_registrations_per_address=2
+    )
+    assert sign_in_limits(chosen) == AbuseLimits(Rate(5, 300), Rate(3, 900), Rate(2, 3600))
+    assert sign_in_limits(settings_factory()) == LIMITS
+
+
 def test_ipv6_clients_are_counted_by_their_64_network() -> None:
     assert address_subject("2001:db8:1:2::5") == address_subject("2001:db8:1:2:ffff::9")
     assert address_subject("2001:db8:1:3::5") != address_subject("2001:db8:1:2::5")
@@ -204,7 +216,7 @@ async def test_a_full_queue_of_password_checks_refuses_at_once_with_busy() -> No
     started = [asyncio.create_task(passwords.verify(None, "x")) for _ in range(3)]
     await asyncio.sleep(0)  # each task runs to its first wait: one checks, two queue
     # WHEN one more arrives THEN it is refused at once: 503 with a Retry-After
-    with pytest.raises(Busy) as raised:
+    with pytest.raises(SignInBusy) as raised:
         await passwords.verify(None, "x")
     assert (raised.value.status, raised.value.retry_after) == (503, 1)
     # AND the waiting ones still finish

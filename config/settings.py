@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -93,8 +93,16 @@ class Settings(BaseSettings):
     # The Connections Service (docs/connections-service.md): where `socialpipe
     # connections-service` listens and the feed worker calls it (`host:port`), and where
     # the feed worker reads an author's connections from: PostgreSQL or that service.
-    connections_service_addr: str = Field(default="127.0.0.1:50051", pattern=r"^\S+:\d{1,5}$")
+    connections_service_addr: str = "127.0.0.1:50051"
     connections_source: Literal["postgres", "grpc"] = "postgres"
+
+    @field_validator("connections_service_addr")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"expected host:port, e.g. 127.0.0.1:50051, got {value!r}")
+        return value
 
 
 class SettingsError(Exception):
@@ -108,4 +116,6 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = str(first["loc"][0]).upper() if first["loc"] else "configuration"
-        raise SettingsError(f"Invalid {name}: {first['msg']}.") from None
+        # A validator's own sentence, without pydantic's "Value error, " in front.
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"Invalid {name}: {message}.") from None

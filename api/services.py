@@ -74,6 +74,7 @@ class Services:
         *,
         today: Callable[[], date] | None = None,
         guard: SignInGuard | None = None,
+        feed_max_length: int = 800,
     ) -> None:
         self.units = units
         self.redis = redis
@@ -83,6 +84,9 @@ class Services:
         self.tokens = tokens
         self._today = today or (lambda: datetime.now(UTC).date())
         self.guard = guard or SignInGuard(RedisRateLimiter(redis))
+        # A feed list may briefly hold a few entries past it (amortised trimming):
+        # pages stop at it, so readers never see them.
+        self.feed_max_length = feed_max_length
 
     # -- accounts -------------------------------------------------------------
 
@@ -346,11 +350,14 @@ class Services:
             if position is None:
                 return FeedPage([], None)
             start = int(position) + 1
-        raw = await self.redis.lrange(key, start, start + first - 1)
+        end = min(start + first, self.feed_max_length)
+        if start >= end:
+            return FeedPage([], None)
+        raw = await self.redis.lrange(key, start, end - 1)
         ids = [uuid.UUID(x.decode() if isinstance(x, bytes) else x) for x in raw]
         async with self.units(transaction=False) as uow:
             found = await uow.posts.hydrate_posts(ids)
-        more = len(ids) == first
+        more = len(ids) == first and end < self.feed_max_length
         cursor = _encode_cursor(ids[-1]) if ids and more else None
         return FeedPage([feed_item_dto(p) for p in found], cursor)
 

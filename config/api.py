@@ -63,6 +63,7 @@ async def build_api(
         Passwords(hasher, concurrency=settings.api_password_checks_at_once or None),
         Tokens(settings.api_token_secret, settings.api_token_ttl_seconds),
         guard=SignInGuard(RedisRateLimiter(redis), sign_in_limits(settings)),
+        feed_max_length=settings.feed_max_length,
     )
     return create_app(services, limits)
 

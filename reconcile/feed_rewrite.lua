@@ -17,7 +17,8 @@ for i = 3 + n, #ARGV do
   seen[ARGV[i]] = true
 end
 
-local current = redis.call('LRANGE', key, 0, -1)
+-- What readers see: a fan-out's amortised trimming may leave a few more entries.
+local current = redis.call('LRANGE', key, 0, maxlen - 1)
 local out = {}
 local added = {}
 for _, id in ipairs(current) do

@@ -27,10 +27,11 @@ class RedisFeedRewriter:
         return self._client
 
     async def snapshot(self, users: Sequence[uuid.UUID]) -> list[list[str]]:
-        """Every entry of each user's feed, newest first, in one round trip."""
+        """Each user's feed as readers see it (its first `max_length` entries, newest
+        first; a fan-out may leave a few more for a while), in one round trip."""
         async with self._client.pipeline(transaction=False) as pipe:
             for user in users:
-                pipe.lrange(feed_key(user), 0, -1)
+                pipe.lrange(feed_key(user), 0, self._max_length - 1)
             raw = await pipe.execute()
         return [[_text(v) for v in entries] for entries in raw]
 

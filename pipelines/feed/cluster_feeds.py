@@ -61,6 +61,7 @@ from redis.exceptions import (
     MaxConnectionsError,
     MovedError,
     NoScriptError,
+    RedisClusterException,
     RedisError,
     ResponseError,
     SlotNotCoveredError,
@@ -72,7 +73,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from contracts.failures import REDIS, boundary
 from contracts.keys import careful_until_key, fanout_marker_key, feed_key
 from pipelines.feed.ports import BatchResult
-from pipelines.feed.redis_feeds import bulk, feed_keys_resp
+from pipelines.feed.redis_feeds import bulk, feed_keys_resp, trim_slack
 from store.redis_cluster import connection_permit
 
 PUSH_SCRIPT: Final = resources.files("pipelines.feed").joinpath("cluster_push.lua").read_bytes()
@@ -178,7 +179,10 @@ class ClusterFeedStore:
         first_pause: float = FIRST_PAUSE_SECONDS,
     ) -> None:
         self._client = client
-        self._max_length = str(max_length).encode()
+        self._max_length = max_length
+        # The scripts' max length and trim threshold, packed once.
+        trim_at = max_length + trim_slack(max_length)
+        self._lengths = bulk(b"%d" % max_length) + bulk(b"%d" % trim_at)
         self._marker_ttl = marker_ttl
         self._attempts = attempts
         self._first_pause = first_pause
@@ -186,6 +190,7 @@ class ClusterFeedStore:
         self._finish = client.register_script(FINISH)
         self._release = client.register_script(RELEASE)
         self._releases: set[asyncio.Task[None]] = set()
+        self._loading = asyncio.Lock()
         self._sha: bytes | None = None
         # None until loaded; b"" when the servers refuse it (before Redis 7).
         self._many_sha: bytes | None = None
@@ -218,7 +223,7 @@ class ClusterFeedStore:
 
     async def head(self, user_id: uuid.UUID, count: int) -> list[uuid.UUID]:
         """See `FeedStore.head`."""
-        raw = await self._client.lrange(feed_key(user_id), 0, count - 1)
+        raw = await self._client.lrange(feed_key(user_id), 0, min(count, self._max_length) - 1)
         return [uuid.UUID(v.decode() if isinstance(v, bytes) else v) for v in raw]
 
     async def _push(
@@ -285,7 +290,7 @@ class ClusterFeedStore:
             try:
                 await self._release(keys=[marker], args=[digest, lease])
                 return
-            except RedisError:
+            except (RedisError, RedisClusterException):
                 await self._refresh()
             await asyncio.sleep(pause)
             pause = min(pause * 2, RELEASE_PAUSE_MAX_SECONDS)
@@ -294,10 +299,12 @@ class ClusterFeedStore:
         self, post: bytes, recipients: Sequence[uuid.UUID], careful: bool, state: _Round
     ) -> None:
         await self._client.initialize()
-        if self._sha is None:
-            self._sha = await self._load_everywhere()
-        if self._many_sha is None:
-            self._many_sha = await self._load_many_everywhere()
+        if self._sha is None or self._many_sha is None:
+            async with self._loading:  # a burst of first fan-outs loads the scripts once
+                if self._sha is None:
+                    self._sha = await self._load_everywhere()
+                if self._many_sha is None:
+                    self._many_sha = await self._load_many_everywhere()
         keys = _split_keys(feed_keys_resp(recipients), len(recipients))
         pending, asks = list(range(len(recipients))), dict[int, ClusterNode]()
         pause = self._first_pause
@@ -361,8 +368,8 @@ class ClusterFeedStore:
     ) -> None:
         """Every feed of `items` (all on `node`) in one script call: one reply to read."""
         assert self._many_sha
-        head = b"*%d\r\n$7\r\nEVALSHA\r\n" % (7 + len(items)) + bulk(self._many_sha)
-        args = bulk(post) + bulk(b"1" if careful else b"0") + bulk(self._max_length)
+        head = b"*%d\r\n$7\r\nEVALSHA\r\n" % (8 + len(items)) + bulk(self._many_sha)
+        args = bulk(post) + bulk(b"1" if careful else b"0") + self._lengths
         packed = b"".join([head, b"$1\r\n1\r\n", keys[items[0]], args, *(keys[i] for i in items)])
         try:
             (reply,) = await _exchange(self._client, node, packed, 1, False)
@@ -373,7 +380,7 @@ class ClusterFeedStore:
             await self._refresh()
             return
         if isinstance(reply, NoScriptError):
-            await node.execute_command("SCRIPT", "LOAD", PUSH_MANY_SCRIPT)
+            await self._on_node(node, "SCRIPT", "LOAD", PUSH_MANY_SCRIPT)
         replies = reply if isinstance(reply, list) else [reply] * len(items)
         written, skipped = replies.count(1), replies.count(0)
         if written + skipped == len(items):
@@ -400,8 +407,8 @@ class ClusterFeedStore:
         state: _Round,
     ) -> None:
         assert self._sha is not None
-        head = b"*7\r\n$7\r\nEVALSHA\r\n" + bulk(self._sha) + b"$1\r\n1\r\n"
-        tail = bulk(post) + bulk(b"1" if careful else b"0") + bulk(self._max_length)
+        head = b"*8\r\n$7\r\nEVALSHA\r\n" + bulk(self._sha) + b"$1\r\n1\r\n"
+        tail = bulk(post) + bulk(b"1" if careful else b"0") + self._lengths
         prefix = b"*1\r\n$6\r\nASKING\r\n" + head if asking else head
         packed = b"".join([b"".join((prefix, keys[i], tail)) for i in items])
         try:
@@ -441,7 +448,7 @@ class ClusterFeedStore:
     async def _refresh(self) -> None:
         """Re-read the slot map: a failover or resharding moved slots."""
         # No node answering now is fine: the next round tries again.
-        with contextlib.suppress(RedisError):
+        with contextlib.suppress(RedisError, RedisClusterException):
             await self._client.nodes_manager.initialize()
 
     async def _load_everywhere(self) -> bytes:
@@ -453,13 +460,18 @@ class ClusterFeedStore:
     async def _load_many_everywhere(self) -> bytes:
         try:
             for node in self._client.get_primaries():
-                await node.execute_command("SCRIPT", "LOAD", PUSH_MANY_SCRIPT)
+                await self._on_node(node, "SCRIPT", "LOAD", PUSH_MANY_SCRIPT)
         except ResponseError:
             return b""  # script flags need Redis 7: one script call per feed instead
         return _sha1(PUSH_MANY_SCRIPT)
 
+    async def _on_node(self, node: ClusterNode, *args: Any) -> Any:
+        """A command on `node`, holding a connection permit like every other use."""
+        async with connection_permit(self._client):
+            return await node.execute_command(*args)
+
     async def _load_on(self, node: ClusterNode) -> bytes:
-        raw = await node.execute_command("SCRIPT", "LOAD", PUSH_SCRIPT)
+        raw = await self._on_node(node, "SCRIPT", "LOAD", PUSH_SCRIPT)
         return raw.encode() if isinstance(raw, str) else bytes(raw)
 
 

@@ -2,12 +2,15 @@
 -- KEYS[1]      fanout marker hash of the post: batch digests done, `owner`, `shared`
 -- KEYS[2..n]   feed lists
 -- ARGV[1] post id, ARGV[2] batch digest, ARGV[3] owner token,
--- ARGV[4] "1" to force careful mode, ARGV[5] feed max length, ARGV[6] marker ttl (s)
+-- ARGV[4] "1" to force careful mode, ARGV[5] feed max length, ARGV[6] marker ttl (s),
+-- ARGV[7] the length past which a feed is trimmed back to its max length (amortised
+-- trimming: pipelines/feed/redis_feeds.py `trim_slack`)
 -- Returns {status, written, skipped, failed key index (1-based over feeds)...};
 -- status 1 = batch already done (nothing touched), 0 = ran.
 local marker = KEYS[1]
 local post, digest, owner = ARGV[1], ARGV[2], ARGV[3]
 local maxlen = tonumber(ARGV[5])
+local trim_at = tonumber(ARGV[7])
 
 if redis.call('HEXISTS', marker, digest) == 1 then
   return {1, 0, 0}
@@ -42,8 +45,8 @@ for i = 2, #KEYS do
       failed[#failed + 1] = i - 1
     else
       written = written + 1
-      if n > maxlen then
-        -- One over is the steady state of a full feed: RPOP is cheaper than LTRIM.
+      if n > trim_at then
+        -- Without slack, one over is the steady state of a full feed: RPOP is cheaper.
         if n == maxlen + 1 then rpcall('RPOP', key) else rpcall('LTRIM', key, 0, maxlen - 1) end
       end
     end

@@ -15,7 +15,8 @@ from starlette.applications import Starlette
 from api.app import create_app
 from api.auth import Passwords, Tokens
 from api.limits import SEARCH_TOO_SLOW, ApiLimits, Busy
-from api.ports import PeopleHit, UnreadCounters
+from api.ports import PeopleHit, ProfileCache, UnreadCounters
+from api.profile_cache import RedisProfileCache
 from api.ratelimit import AbuseLimits, Rate, RedisRateLimiter, SignInGuard
 from api.services import Services
 from api.uow import PgUnitsOfWork
@@ -64,8 +65,20 @@ async def build_api(
         Tokens(settings.api_token_secret, settings.api_token_ttl_seconds),
         guard=SignInGuard(RedisRateLimiter(redis), sign_in_limits(settings)),
         feed_max_length=settings.feed_max_length,
+        profiles=profile_cache(settings, redis),
     )
     return create_app(services, limits)
+
+
+def profile_cache(settings: Settings, redis: Any) -> ProfileCache | None:
+    """The profile cache in the API's Redis, or none when PROFILE_CACHE_MAX_ENTRIES is 0."""
+    if settings.profile_cache_max_entries == 0:
+        return None
+    return RedisProfileCache(
+        redis,
+        ttl_seconds=settings.profile_cache_ttl_seconds,
+        max_entries=settings.profile_cache_max_entries,
+    )
 
 
 def sign_in_limits(settings: Settings) -> AbuseLimits:
@@ -123,7 +136,9 @@ async def serve_api(settings: Settings, host: str, port: int) -> None:
     sock = listening_socket("API", host, port)
     async with AsyncExitStack() as stack:
         stack.callback(sock.close)
-        await stack.enter_async_context(serving(settings.metrics_port, host=settings.metrics_host))
+        await stack.enter_async_context(
+            serving(settings.metrics_port, host=settings.metrics_host, commit=settings.build_commit)
+        )
         app = await build_api(stack, settings)
         # log_config=None: uvicorn's records reach the JSON root handler, not its own.
         config = uvicorn.Config(

@@ -69,7 +69,12 @@ async def run_connections_service(
         server = await build_connections_server(stack, settings)
         with stop_on_signals(stop.set):
             metrics = settings.metrics_port
-            async with serving(metrics, host=settings.metrics_host, ready=lambda: server.serving):
+            async with serving(
+                metrics,
+                host=settings.metrics_host,
+                ready=lambda: server.serving,
+                commit=settings.build_commit,
+            ):
                 await server.start()
                 if started is not None:
                     started(server)

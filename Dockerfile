@@ -53,7 +53,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /app
 USER 10001:10001
 
-# 9100: /metrics, /healthz, /readyz of workers and the relay; 8000: the GraphQL API.
+# 9100: /metrics, /healthz and /readyz of every process (METRICS_PORT);
+# 8000: the GraphQL API, with its own /healthz and /readyz.
 EXPOSE 9100 8000
 
 # Probes the process's own health endpoint; METRICS_PORT=0 (metrics off) counts as healthy.

@@ -153,6 +153,18 @@ def test_long_running_processes_probe_healthz_and_readyz(name: str) -> None:
     assert container["readinessProbe"]["httpGet"]["port"] in ports
 
 
+def test_prometheus_scrapes_each_deployment_on_its_metrics_port() -> None:
+    # GIVEN the metrics port every process serves /metrics on (METRICS_PORT)
+    metrics_port = int(config_map_data()["METRICS_PORT"])
+    for deployment in deployments():
+        template = deployment["spec"]["template"]
+        annotations = template["metadata"]["annotations"]
+        # THEN the scrape annotation names that port, and the container declares it
+        assert annotations["prometheus.io/port"] == str(metrics_port), deployment["metadata"]
+        ports = {p["containerPort"] for c in template["spec"]["containers"] for p in c["ports"]}
+        assert metrics_port in ports, deployment["metadata"]["name"]
+
+
 def test_termination_grace_outlasts_the_drain_deadline() -> None:
     # GIVEN the drain deadline the pods are configured with
     drain = float(

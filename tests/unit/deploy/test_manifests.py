@@ -276,6 +276,12 @@ def test_every_pod_meets_the_restricted_pod_security_standard() -> None:
             assert context["readOnlyRootFilesystem"] is True, name
 
 
+def test_the_namespace_enforces_the_restricted_standard() -> None:
+    (namespace,) = of_kind("Namespace")
+    labels = namespace["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
 def test_service_accounts_mount_no_token_and_only_setup_may_create() -> None:
     accounts = {a["metadata"]["name"]: a for a in of_kind("ServiceAccount")}
     assert all(a["automountServiceAccountToken"] is False for a in accounts.values())

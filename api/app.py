@@ -49,7 +49,13 @@ from api.http import (
     parse_body,
     preferred_media_type,
 )
-from api.limits import ApiLimits, ResolverGate, ResolverSlots, validation_extensions
+from api.limits import (
+    ApiLimits,
+    ResolverGate,
+    ResolverSlots,
+    SearchShares,
+    validation_extensions,
+)
 from api.schema import Mutation, Query
 from api.services import Services
 from api.types import ApiContext
@@ -161,6 +167,7 @@ class GraphQLApp(GraphQL[ApiContext, None]):
         self._limits = limits
         # Process-wide resolver slots, fewer than the database and Redis pools hold.
         self._slots = asyncio.Semaphore(limits.max_concurrent_resolvers)
+        self._search_shares = SearchShares(limits.search_share, limits.search_wait_seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -218,6 +225,7 @@ class GraphQLApp(GraphQL[ApiContext, None]):
             response,
             limits=self._limits,
             slots=slots,
+            search_shares=self._search_shares,
         )
 
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
@@ -228,8 +236,9 @@ class GraphQLApp(GraphQL[ApiContext, None]):
             data["errors"] = [_shaped(e, c) for e, c in zip(result.errors, classified, strict=True)]
             response = request.state.sub_response
             response.status_code = status
-            if status == 503:
-                response.headers["retry-after"] = "1"
+            retry = [getattr(e.original_error, "retry_after", 0) for e in result.errors]
+            if max(retry) > 0:
+                response.headers["retry-after"] = str(max(retry))
             # A request error under the GraphQL-over-HTTP media type: nothing ran, no data.
             nothing_ran = result.data is None and not any(e.path for e in result.errors)
             if nothing_ran and getattr(request.state, "media", None) == GRAPHQL_RESPONSE:

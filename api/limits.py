@@ -13,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
@@ -58,6 +61,8 @@ class ApiLimits:
     max_concurrent_resolvers: int = 16
     busy_wait_seconds: float = 2.0
     concurrent_searches: int = 2
+    search_share: float = 0.25
+    search_wait_seconds: float = 2.0
     search_timeout_seconds: float = 2.0
     introspection: bool = False
 
@@ -75,10 +80,23 @@ class Busy(ApiError):
 
     status = 503
     code = "SERVICE_UNAVAILABLE"
+    retry_after = 1
+
+
+class SlowDown(ApiError):
+    """One user's searches are over their share of the search time."""
+
+    status = 429
+    code = "TOO_MANY_REQUESTS"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 BUSY = "The server is busy; retry in a moment."
 SEARCH_TOO_SLOW = "The search took too long; retry in a moment or narrow it."
+SLOW_DOWN = "Too many searches at once; retry after the time Retry-After gives."
 
 
 # -- validation rules --------------------------------------------------------
@@ -276,6 +294,41 @@ class ResolverGate(SchemaExtension):
         if info.path.prev is not None or slots is None:
             return _next(root, info, *args, **kwargs)
         return slots.run(info.field_name, _next, root, info, *args, **kwargs)
+
+
+class SearchShares:
+    """Each user's searches get at most `share` of one search slot's time.
+
+    After a search that took `t` seconds, the same user's next one starts no
+    sooner than `t / share` after this one started, so a client sending
+    searches back to back (aliases or a loop) is paced to a quarter of a
+    database core, while someone searching now and then never waits. A wait
+    longer than `max_wait` answers 429 with `Retry-After` instead. Kept in the
+    process: it shares the process's search slots, not the cluster's.
+    """
+
+    def __init__(self, share: float, max_wait: float) -> None:
+        self._share = share
+        self._max_wait = max_wait
+        self._next: dict[uuid.UUID, float] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, user: uuid.UUID) -> AsyncIterator[None]:
+        wait = self._next.get(user, 0.0) - time.monotonic()
+        if wait > self._max_wait:
+            raise SlowDown(SLOW_DOWN, math.ceil(wait))
+        if wait > 0:
+            await asyncio.sleep(wait)
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self._next[user] = started + (time.monotonic() - started) / self._share
+            self._forget_old(started)
+
+    def _forget_old(self, now: float) -> None:
+        if len(self._next) > 10_000:
+            self._next = {u: t for u, t in self._next.items() if t > now}
 
 
 # -- argument limits -------------------------------------------------------------

@@ -88,7 +88,8 @@ class Query:
         me = c.me()
         check_search(query, skills or [], companies or [], c.limits)
         first = check_page_size(first, c.limits)
-        hits = await c.services.search_users(me, query, skills or [], companies or [], first)
+        async with c.search_turn(me):
+            hits = await c.services.search_users(me, query, skills or [], companies or [], first)
         return [
             SearchHit(user_id=to_id(h.user_id), full_name=h.full_name, headline=h.headline)
             for h in hits

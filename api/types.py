@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
 import uuid
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +15,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.errors import AUTH_REQUIRED, BadRequest, Unauthenticated
-from api.limits import ApiLimits, ResolverSlots
+from api.limits import ApiLimits, ResolverSlots, SearchShares
 from api.services import Services
 from contracts.dto import ProfileDTO
 from store.social import ConnectionRow, MessageRow
@@ -32,6 +34,7 @@ class ApiContext:
     limits: ApiLimits = dataclasses.field(default_factory=ApiLimits)
     # None: resolvers run ungated (a context built outside the HTTP app).
     slots: ResolverSlots | None = None
+    search_shares: SearchShares | None = None
 
     def me(self) -> uuid.UUID:
         if self.token_error is not None:
@@ -39,6 +42,12 @@ class ApiContext:
         if self.viewer_id is None:
             raise Unauthenticated(AUTH_REQUIRED)
         return self.viewer_id
+
+    def search_turn(self, user: uuid.UUID) -> AbstractAsyncContextManager[None]:
+        """Wait for `user`'s share of search time (no wait outside the HTTP app)."""
+        if self.search_shares is None:
+            return contextlib.nullcontext()
+        return self.search_shares.turn(user)
 
 
 def ctx(info: Info[ApiContext, None]) -> ApiContext:

@@ -222,8 +222,8 @@ async def test_one_request_runs_at_most_four_resolvers_at_once(api_with: ApiWith
 
 
 async def test_the_searches_of_one_request_take_turns(api_with: ApiWith) -> None:
-    # Each search holds 0.2 s for a second one to join it; none ever does.
-    search = OverlapSearch(target=2, hold=0.2)
+    # Each search holds 0.05 s for a second one to join it; none ever does.
+    search = OverlapSearch(target=2, hold=0.05)
     async with api_with(search=search) as api:
         token, _ = await api.register("turns@example.com")
         data = await api.ok(aliases(5, "searchUsers { userId }"), token=token)

@@ -21,8 +21,8 @@ def test_api_abuse_reports_a_normal_querys_p95_alone_and_beside_the_worst_query(
     # GIVEN the test Redis database and a database of the test's own
     monkeypatch.setenv("REDIS_URL", redis_test_url())
     try:
-        # WHEN the bench runs two short phases over 500 profiles
-        args = "--users 500 --duration 2 --rate 10 --samples 1 --database"
+        # WHEN the bench alternates two 1-second idle and abused windows over 500 profiles
+        args = "--users 500 --duration 2 --rounds 2 --rate 10 --samples 1 --database"
         code = api_abuse.main([*args.split(), DATABASE])
     finally:
         asyncio.run(drop_database(with_database(environment_settings().database_url, DATABASE)))

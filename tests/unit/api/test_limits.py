@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 
 import pytest
 from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
 
 from api.http import RequestRejected, nesting_of, parse_body, preferred_media_type
-from api.limits import BUSY, Busy, ResolverSlots, cost_of, is_introspection_list
+from api.limits import (
+    BUSY,
+    Busy,
+    ResolverSlots,
+    SearchShares,
+    SlowDown,
+    cost_of,
+    is_introspection_list,
+)
 from api.limits import nesting_of as field_nesting
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -128,3 +138,23 @@ async def test_a_request_waits_briefly_for_a_shared_slot_then_is_told_the_server
     assert (caught.value.status, caught.value.message) == (503, BUSY)
     shared.release()
     assert await slots.run("me", resolver) == "ran"
+
+
+async def test_a_users_searches_are_paced_to_their_share_and_others_are_not() -> None:
+    # GIVEN searches that get a tenth of the search time, waiting at most 0.1 s
+    shares = SearchShares(share=0.1, max_wait=0.1)
+    busy, idle = uuid.uuid4(), uuid.uuid4()
+    # WHEN one user's search works for 0.05 s (its next may start 0.5 s after it began)
+    async with shares.turn(busy):
+        await asyncio.sleep(0.05)  # the search's own work
+    # THEN that user's next search is refused with 429 and when to retry
+    with pytest.raises(SlowDown) as caught:
+        async with shares.turn(busy):
+            pass
+    assert (caught.value.status, caught.value.code) == (429, "TOO_MANY_REQUESTS")
+    assert caught.value.retry_after == 1
+    # AND another user searches at once
+    started = time.monotonic()
+    async with shares.turn(idle):
+        pass
+    assert time.monotonic() - started < 0.05

@@ -27,6 +27,7 @@ from rich.table import Table
 
 from cli.common import fail, run, settings
 from config.reconcile import (
+    Pace,
     ReconcileUnavailable,
     build_feed_reconciler,
     build_notification_reconciler,
@@ -55,7 +56,18 @@ BATCH = typer.Option(
 PARALLELISM = typer.Option(4, "--parallelism", min=1, max=MAX_PARALLELISM, help="Batches at once.")
 DRY_RUN = typer.Option(False, "--dry-run", help="Report drift; change nothing.")
 MAX_RATE = typer.Option(
-    None, "--max-rate", min=1.0, help="At most R users/s, to keep database load low."
+    None,
+    "--max-rate",
+    min=1.0,
+    help="At most R users/s: the ceiling of the adaptive pace, or the fixed rate.",
+)
+PACE = typer.Option(
+    "adaptive",
+    "--pace",
+    help="adaptive: start at 500/s and yield to live traffic (slower while the live queue"
+    " backs up or the run's own queries slow down, faster when quiet); fixed: run at"
+    " --max-rate (or flat out without it).",
+    case_sensitive=False,
 )
 JSON_OUT = typer.Option(
     None, "--json", help="Also write the report as JSON to this file ('-' prints it instead)."
@@ -72,6 +84,7 @@ def search(
     parallelism: int = PARALLELISM,
     dry_run: bool = DRY_RUN,
     max_rate: float | None = MAX_RATE,
+    pace: Pace = PACE,
     json_out: str | None = JSON_OUT,
 ) -> None:
     """Compare every user's expected search document with the index; repair drift.
@@ -84,7 +97,7 @@ def search(
     options = SearchReconcileOptions(batch_size, parallelism, max_rate, dry_run)
 
     async def build(stack: AsyncExitStack, cfg: Settings) -> _Reconciler:
-        return await build_search_reconciler(stack, cfg, options)
+        return await build_search_reconciler(stack, cfg, options, pace=pace)
 
     _finish(_run(build), json_out)
 
@@ -99,6 +112,7 @@ def feeds(
     parallelism: int = PARALLELISM,
     dry_run: bool = DRY_RUN,
     max_rate: float | None = MAX_RATE,
+    pace: Pace = PACE,
     json_out: str | None = JSON_OUT,
     push_skew: float = typer.Option(
         DEFAULT_PUSH_SKEW.total_seconds(),
@@ -128,7 +142,7 @@ def feeds(
     )
 
     async def build(stack: AsyncExitStack, cfg: Settings) -> _Reconciler:
-        return await build_feed_reconciler(stack, cfg, options)
+        return await build_feed_reconciler(stack, cfg, options, pace=pace)
 
     _finish(_run(build), json_out)
 
@@ -139,13 +153,14 @@ def notifications(
     parallelism: int = PARALLELISM,
     dry_run: bool = DRY_RUN,
     max_rate: float | None = MAX_RATE,
+    pace: Pace = PACE,
     json_out: str | None = JSON_OUT,
 ) -> None:
     """Insert the notification rows connections and comments call for; fix unread counters."""
     options = NotificationReconcileOptions(batch_size, parallelism, max_rate, dry_run)
 
     async def build(stack: AsyncExitStack, cfg: Settings) -> _Reconciler:
-        return await build_notification_reconciler(stack, cfg, options)
+        return await build_notification_reconciler(stack, cfg, options, pace=pace)
 
     _finish(_run(build), json_out)
 

@@ -136,3 +136,10 @@ GRPC_CLIENT_CALLS = Counter(
     "Calls a client (the feed worker) made to the Connections Service, by method and status code.",
     ["method", "code"],
 )
+# `socialpipe reconcile … --pace adaptive`: the pace it settled on, units (users or
+# rows) per second; it falls while the live pipeline it shares resources with is busy.
+RECONCILE_RATE = Gauge(
+    "socialpipe_reconcile_rate",
+    "The adaptive pace of a reconcile run, units per second.",
+    ["reconciler"],
+)

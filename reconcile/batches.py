@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Final
 
-from contracts.pacing import RateLimiter
+from contracts.pacing import Pacer
 from reconcile.report import ReconcileReport
 
 MAX_BATCH_SIZE: Final = 5000
@@ -34,9 +35,13 @@ async def run_batches(
     report: ReconcileReport,
     *,
     parallelism: int,
-    limiter: RateLimiter,
+    limiter: Pacer,
 ) -> None:
-    """Feed `pages` to `parallelism` checkers (bounded queue), adding their reports up."""
+    """Feed `pages` to `parallelism` checkers (bounded queue), adding their reports up.
+
+    Each checked batch tells `limiter` how long it took: an adaptive pace reads
+    the database's contention from it.
+    """
     queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=parallelism)
 
     async def produce() -> None:
@@ -48,7 +53,9 @@ async def run_batches(
 
     async def consume() -> None:
         while (page := await queue.get()) is not None:
+            started = time.perf_counter()
             report.add(await check(page))
+            limiter.observe(len(page), time.perf_counter() - started)
 
     async with asyncio.TaskGroup() as group:
         group.create_task(produce())

@@ -58,7 +58,7 @@ from typing import Final
 import asyncpg
 
 from contracts.keys import careful_until_key
-from contracts.pacing import RateLimiter
+from contracts.pacing import Pacer, RateLimiter
 from reconcile.batches import Batch, check_limits, run_batches
 from reconcile.careful import CarefulUntil
 from reconcile.feed_store import RedisFeedRewriter
@@ -205,13 +205,15 @@ class FeedReconciler:
         *,
         careful: CarefulUntil | None = None,
         primary: asyncpg.Pool | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self._pool = pool
         # A replica may lag: a post the scan did not expect is looked up here.
         self._primary = primary or pool
         self._feeds = feeds
         self._options = options or FeedReconcileOptions()
-        self._limiter = RateLimiter(self._options.max_rate)
+        # The adaptive pace, when the composition root made one; else a fixed --max-rate.
+        self._limiter = pacer or RateLimiter(self._options.max_rate)
         self._careful = careful or CarefulUntil(feeds.client, careful_until_key())
 
     async def run(self) -> ReconcileReport:

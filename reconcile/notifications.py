@@ -30,7 +30,7 @@ from typing import Any, Final
 import asyncpg
 
 from contracts.keys import unread_notifications_key
-from contracts.pacing import RateLimiter
+from contracts.pacing import Pacer, RateLimiter
 from reconcile.batches import Batch, check_limits, run_batches
 from reconcile.redis_client import AnyRedis, get_many
 from reconcile.report import ReconcileReport
@@ -72,11 +72,14 @@ class NotificationReconciler:
         pool: asyncpg.Pool,
         client: AnyRedis,
         options: NotificationReconcileOptions | None = None,
+        *,
+        pacer: Pacer | None = None,
     ) -> None:
         self._pool = pool
         self._redis = client
         self._options = options or NotificationReconcileOptions()
-        self._limiter = RateLimiter(self._options.max_rate)
+        # The adaptive pace, when the composition root made one; else a fixed --max-rate.
+        self._limiter = pacer or RateLimiter(self._options.max_rate)
         self._set_if_unchanged: Any = client.register_script(_SET_IF_UNCHANGED)
 
     async def run(self) -> ReconcileReport:

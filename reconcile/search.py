@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from contracts.pacing import RateLimiter
+from contracts.pacing import Pacer, RateLimiter
 from pipelines.search.handler import build_documents
 from pipelines.search.ports import AuditableSearchIndex, Tombstone
 from reconcile.batches import Batch, check_limits, run_batches
@@ -90,12 +90,14 @@ class SearchReconciler:
         options: SearchReconcileOptions | None = None,
         *,
         primary: asyncpg.Pool | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self._pool = pool
         self._primary = primary or pool
         self._index = index
         self._options = options or SearchReconcileOptions()
-        self._limiter = RateLimiter(self._options.max_rate)
+        # The adaptive pace, when the composition root made one; else a fixed --max-rate.
+        self._limiter = pacer or RateLimiter(self._options.max_rate)
 
     async def run(self) -> ReconcileReport:
         """Scan every user, then every indexed id; repair unless it is a dry run."""

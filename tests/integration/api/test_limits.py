@@ -306,3 +306,31 @@ async def test_a_refused_body_answers_in_the_preferred_media_type(api: Api) -> N
     assert r.status_code == 400
     assert r.headers["content-type"] == GRAPHQL_RESPONSE
     assert "data" not in r.json()
+
+
+class SleepingSearch:
+    """A search whose statement sleeps in PostgreSQL: it stands for a slow query."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def search(self, query: SearchQuery) -> list[SearchHit]:
+        await self.pool.fetch("SELECT pg_sleep(30) /* slow search */")
+        return []
+
+
+async def test_a_search_over_its_time_is_cancelled_in_postgresql_too(
+    api_with: ApiWith, db: asyncpg.Pool
+) -> None:
+    # GIVEN a search whose statement would run for 30 s, and a 0.2 s search time
+    async with api_with(search=SleepingSearch(db), api_search_timeout_seconds=0.2) as api:
+        token, _ = await api.register("cancel@example.com")
+        # WHEN it is asked for
+        status, body = await api.call('{ searchUsers(query: "ada") { userId } }', token=token)
+    # THEN it answers 503 and the statement no longer runs on the server
+    assert status == 503, body
+    running = await db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE query LIKE '%slow search%' AND state = 'active' AND pid <> pg_backend_pid()"
+    )
+    assert running == 0

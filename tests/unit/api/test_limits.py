@@ -20,6 +20,7 @@ from api.limits import (
     is_introspection_list,
 )
 from api.limits import nesting_of as field_nesting
+from config.settings import SettingsError, load_settings
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
@@ -158,3 +159,9 @@ async def test_a_users_searches_are_paced_to_their_share_and_others_are_not() ->
     async with shares.turn(idle):
         pass
     assert time.monotonic() - started < 0.05
+
+
+def test_a_token_lifetime_over_a_day_stops_the_process_with_one_sentence() -> None:
+    with pytest.raises(SettingsError, match=r"^Invalid API_TOKEN_TTL_SECONDS: .*86400"):
+        load_settings(api_token_ttl_seconds=86_401)
+    assert load_settings(api_token_ttl_seconds=86_400).api_token_ttl_seconds == 86_400

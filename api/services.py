@@ -32,7 +32,8 @@ from api.errors import (
     NotFound,
     Unauthenticated,
 )
-from api.ports import PeopleSearch, UnreadCounters
+from api.ports import PeopleSearch, ProfileCache, UnreadCounters
+from api.profile_cache import FailSafeProfileCache, NoProfileCache
 from api.ratelimit import RedisRateLimiter, SignInGuard
 from api.uow import UnitOfWork, UnitsOfWork
 from contracts import validation as v
@@ -61,7 +62,11 @@ class FeedPage:
 
 
 class Services:
-    """Everything the resolvers may do, over units of work, one Redis (feeds) and two ports."""
+    """Everything the resolvers may do, over units of work, one Redis (feeds) and three ports.
+
+    `profiles` caches whole profiles (docs/profile-cache.md); without one, every
+    profile read goes to PostgreSQL.
+    """
 
     def __init__(
         self,
@@ -75,6 +80,7 @@ class Services:
         today: Callable[[], date] | None = None,
         guard: SignInGuard | None = None,
         feed_max_length: int = 800,
+        profiles: ProfileCache | None = None,
     ) -> None:
         self.units = units
         self.redis = redis
@@ -87,6 +93,7 @@ class Services:
         # A feed list may briefly hold a few entries past it (amortised trimming):
         # pages stop at it, so readers never see them.
         self.feed_max_length = feed_max_length
+        self.profiles = FailSafeProfileCache(profiles or NoProfileCache())
 
     # -- accounts -------------------------------------------------------------
 
@@ -147,13 +154,29 @@ class Services:
     # -- profile --------------------------------------------------------------
 
     async def profile(self, viewer: uuid.UUID | None, user_id: uuid.UUID) -> ProfileDTO:
+        """The profile as `viewer` may see it: the whole profile from the cache or
+        PostgreSQL, then the privacy rule for this viewer, on every read."""
+        # The ticket is taken before PostgreSQL is read: a change committed in
+        # between makes the store below refuse what this read found.
+        cached = await self.profiles.read(user_id)
+        found = cached.profile
         async with self.units(transaction=False) as uow:
             if viewer is not None:
                 await _hold(uow, viewer)
-            found = await uow.users.load_profile(user_id)
             if found is None:
-                raise NotFound("No such user.")
-            connected = viewer is not None and await uow.social.are_connected(viewer, user_id)
+                found = await uow.users.load_profile(user_id)
+                if found is None:
+                    raise NotFound("No such user.")
+            # Connections are read from PostgreSQL on every read, never cached: an
+            # accepted request shows a private profile at once, with nothing to drop.
+            connected = (
+                viewer is not None
+                and viewer != user_id
+                and found.visibility != "public"
+                and await uow.social.are_connected(viewer, user_id)
+            )
+        if cached.profile is None:
+            await self.profiles.store(found, cached.ticket)
         return profile_dto(found, viewer, connected)
 
     async def update_profile(
@@ -163,7 +186,7 @@ class Services:
             changes["full_name"] = _checked(v.check_full_name, changes["full_name"])
         _checked(v.check_text_length, changes.get("headline"), "headline", "Headline", TEXT_LIMIT)
         _checked(v.check_text_length, changes.get("location"), "location", "Location", TEXT_LIMIT)
-        async with self.units() as uow:
+        async with self.profiles.changing(me), self.units() as uow:
             await _hold(uow, me)
             await uow.users.update_profile(me, changes)
             await self._profile_changed(uow, me, correlation)
@@ -181,7 +204,7 @@ class Services:
         _checked(v.check_text_length, company, "companyName", "Company name", TEXT_LIMIT)
         _checked(v.check_text_length, title, "title", "Title", TEXT_LIMIT)
         _checked(v.check_date_range, start, end)
-        async with self.units() as uow:
+        async with self.profiles.changing(me), self.units() as uow:
             await _hold(uow, me)
             row = await uow.users.add_work_experience(me, company, title, start, end)
             await self._profile_changed(uow, me, correlation)
@@ -199,7 +222,7 @@ class Services:
         _checked(v.check_text_length, school, "schoolName", "School name", TEXT_LIMIT)
         _checked(v.check_text_length, degree, "degree", "Degree", TEXT_LIMIT)
         _checked(v.check_date_range, start, end)
-        async with self.units() as uow:
+        async with self.profiles.changing(me), self.units() as uow:
             await _hold(uow, me)
             row = await uow.users.add_education(me, school, degree, start, end)
             await self._profile_changed(uow, me, correlation)
@@ -209,14 +232,14 @@ class Services:
         _checked(v.check_text_length, name, "skillName", "Skill name", TEXT_LIMIT)
         if not name.strip():
             raise BadRequest("Skill name cannot be empty.", "skillName")
-        async with self.units() as uow:
+        async with self.profiles.changing(me), self.units() as uow:
             await _hold(uow, me)
             skill = await uow.users.add_skill(me, name.strip())
             await self._profile_changed(uow, me, correlation)
         return skill
 
     async def remove_skill(self, me: uuid.UUID, skill_id: uuid.UUID, correlation: str) -> bool:
-        async with self.units() as uow:
+        async with self.profiles.changing(me), self.units() as uow:
             await _hold(uow, me)
             owner = await uow.users.skill_owner(skill_id)
             if owner is None:

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     api_login_failures_per_account: int = Field(default=10, ge=1, le=10_000)
     api_registrations_per_address: int = Field(default=10, ge=1, le=100_000)
     api_password_checks_at_once: int = Field(default=0, ge=0, le=256)
+    # The API's profile cache (docs/profile-cache.md): how long an entry lives and how
+    # many entries at most (0 turns the cache off).
+    profile_cache_ttl_seconds: int = Field(default=300, ge=1, le=86_400)
+    profile_cache_max_entries: int = Field(default=100_000, ge=0, le=10_000_000)
     # Outbox rows the event bus refuses this many times are parked instead of retried.
     outbox_max_attempts: int = Field(default=10, ge=1, le=1000)
     # The Connections Service (docs/connections-service.md): where `socialpipe

@@ -74,3 +74,29 @@ def rate_limit_key(scope: str, subject: str) -> str:
     subject lives on one node.
     """
     return f"ratelimit:{scope}:{{{subject}}}"
+
+
+# The profile cache's keys are spread over this many shards, each with its own
+# hash tag: a shard's entries and its access-time index share a cluster slot, so
+# one script can store an entry and evict the least recently read in that shard.
+PROFILE_CACHE_SHARDS: Final = 64
+
+
+def profile_cache_shard(user_id: uuid.UUID) -> int:
+    """The shard a user's cached profile lives in (uuid4 ids spread evenly)."""
+    return user_id.int % PROFILE_CACHE_SHARDS
+
+
+def profile_cache_key(user_id: uuid.UUID) -> str:
+    """A cached profile (JSON, no secrets): `profile:{p<shard>}:<userId>`.
+
+    The braces are a Redis Cluster hash tag shared with the shard's
+    `profile_lru_key` and the entry's `:gen` and `:writing` keys, so the cache's
+    scripts, which touch them together, run on a cluster too.
+    """
+    return f"profile:{{p{profile_cache_shard(user_id)}}}:{user_id}"
+
+
+def profile_lru_key(shard: int) -> str:
+    """A sorted set of a shard's cached profiles by last read (ms): `profile:{p<shard>}:lru`."""
+    return f"profile:{{p{shard}}}:lru"

@@ -143,3 +143,26 @@ RECONCILE_RATE = Gauge(
     "The adaptive pace of a reconcile run, units per second.",
     ["reconciler"],
 )
+# The API's profile cache (docs/profile-cache.md): reads served from Redis or not,
+# entries dropped by a profile change or for room, and Redis calls that failed (the
+# read then went to PostgreSQL; `operation` is read, store, begin_change or end_change).
+PROFILE_CACHE_HITS = Counter(
+    "socialpipe_profile_cache_hits_total", "Profile reads the API served from the cache."
+)
+PROFILE_CACHE_MISSES = Counter(
+    "socialpipe_profile_cache_misses_total",
+    "Profile reads the API had to load from PostgreSQL (Redis failures included).",
+)
+PROFILE_CACHE_INVALIDATIONS = Counter(
+    "socialpipe_profile_cache_invalidations_total",
+    "Cached profiles dropped because their profile, work history, education or skills changed.",
+)
+PROFILE_CACHE_EVICTIONS = Counter(
+    "socialpipe_profile_cache_evictions_total",
+    "Cached profiles dropped to keep a shard within PROFILE_CACHE_MAX_ENTRIES.",
+)
+PROFILE_CACHE_ERRORS = Counter(
+    "socialpipe_profile_cache_errors_total",
+    "Profile cache calls Redis failed, by operation.",
+    ["operation"],
+)

@@ -15,14 +15,19 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from api.ports import CachedProfile
 from api.ratelimit import Decision, Rate, gcra, gcra_refund
+from contracts.errors import DependencyDown
 from contracts.events import Envelope, Payload, new_envelope
 from store.notifications import NotificationRow
 from store.social import AlreadyConnected, ConnectionRow, MessageRow, PendingRequestExists
 from store.users import EmailTaken
 from transforms.entities import Education, FeedPost, Profile, Skill, UserAccount, WorkExperience
+
+if TYPE_CHECKING:
+    from api.services import Services
 
 
 def _now() -> datetime:
@@ -315,3 +320,74 @@ class FakeRateLimiter:
             self.state.pop(key, None)
         else:
             self.state[key] = left
+
+
+class FakeProfileCache:
+    """An in-memory `api.ports.ProfileCache` with the Redis one's rules: a store is
+    refused when the generation moved since its ticket or while a change is in
+    flight. `calls` records every call in order (with `units.opened`, a test can
+    say "before the transaction"); `down = True` makes every call fail as Redis does.
+    """
+
+    def __init__(self, units: FakeUnitsOfWork | None = None) -> None:
+        self.entries: dict[uuid.UUID, Profile] = {}
+        self.generations: dict[uuid.UUID, int] = {}
+        self.writing: dict[uuid.UUID, int] = {}
+        self.calls: list[tuple[str, uuid.UUID, int]] = []
+        self.down = False
+        self._units = units
+
+    def _call(self, name: str, user_id: uuid.UUID) -> None:
+        opened = len(self._units.opened) if self._units is not None else 0
+        self.calls.append((name, user_id, opened))
+        if self.down:
+            raise DependencyDown("Redis", f"{name} failed: Connection refused")
+
+    async def read(self, user_id: uuid.UUID) -> CachedProfile:
+        self._call("read", user_id)
+        ticket = None if self.writing.get(user_id) else str(self.generations.get(user_id, 0))
+        return CachedProfile(self.entries.get(user_id), None if ticket is None else ticket.encode())
+
+    async def store(self, profile: Profile, ticket: bytes) -> bool:
+        self._call("store", profile.user_id)
+        user_id = profile.user_id
+        if self.writing.get(user_id) or ticket != str(self.generations.get(user_id, 0)).encode():
+            return False
+        self.entries[user_id] = profile
+        return True
+
+    async def begin_change(self, user_id: uuid.UUID) -> None:
+        self._call("begin_change", user_id)
+        self._drop(user_id)
+        self.writing[user_id] = self.writing.get(user_id, 0) + 1
+
+    async def end_change(self, user_id: uuid.UUID) -> None:
+        self._call("end_change", user_id)
+        self._drop(user_id)
+        self.writing[user_id] = max(0, self.writing.get(user_id, 0) - 1)
+
+    def _drop(self, user_id: uuid.UUID) -> None:
+        self.entries.pop(user_id, None)
+        self.generations[user_id] = self.generations.get(user_id, 0) + 1
+
+
+# Every kind of change to a profile the API offers, for tests that take each in turn.
+PROFILE_CHANGES = ("profile", "work", "education", "skill", "remove skill")
+
+
+async def change_profile(services: Services, me: uuid.UUID, kind: str, skill: uuid.UUID) -> None:
+    """One change of `kind` (from PROFILE_CHANGES) to `me`'s profile: the headline
+    becomes "Changed", or Acme/CTO, MIT/BSc or the skill "Go" is added, or `skill`
+    is removed."""
+    correlation = "corr-change"
+    start = date(2020, 1, 1)
+    if kind == "profile":
+        await services.update_profile(me, {"headline": "Changed"}, correlation)
+    elif kind == "work":
+        await services.add_work_experience(me, "Acme", "CTO", start, None, correlation)
+    elif kind == "education":
+        await services.add_education(me, "MIT", "BSc", start, None, correlation)
+    elif kind == "skill":
+        await services.add_skill(me, "Go", correlation)
+    else:
+        await services.remove_skill(me, skill, correlation)

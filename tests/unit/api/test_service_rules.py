@@ -8,6 +8,7 @@ from datetime import date
 
 import pytest
 from argon2 import PasswordHasher
+from prometheus_client import REGISTRY
 
 from api.auth import Passwords, Tokens
 from api.errors import (
@@ -23,6 +24,7 @@ from api.errors import (
     NotFound,
     Unauthenticated,
 )
+from api.profile_cache import PROFILE_CHANGES_PAUSED, ProfileChangesPaused
 from api.ratelimit import SignInGuard
 from api.services import Services
 from contracts import validation as v
@@ -33,7 +35,14 @@ from contracts.events import (
     PostCreated,
     UserProfileUpdated,
 )
-from tests.api_fakes import FakeRateLimiter, FakeUnitsOfWork, FakeUnreadCounters
+from tests.api_fakes import (
+    PROFILE_CHANGES,
+    FakeProfileCache,
+    FakeRateLimiter,
+    FakeUnitsOfWork,
+    FakeUnreadCounters,
+    change_profile,
+)
 
 CORRELATION = "corr-1"
 GOOD_PASSWORD = "Correct-horse-1"
@@ -51,7 +60,12 @@ def units() -> FakeUnitsOfWork:
 
 
 @pytest.fixture
-def services(units: FakeUnitsOfWork, passwords: Passwords) -> Services:
+def profiles(units: FakeUnitsOfWork) -> FakeProfileCache:
+    return FakeProfileCache(units)
+
+
+@pytest.fixture
+def services(units: FakeUnitsOfWork, passwords: Passwords, profiles: FakeProfileCache) -> Services:
     return Services(
         units,
         None,
@@ -61,6 +75,7 @@ def services(units: FakeUnitsOfWork, passwords: Passwords) -> Services:
         Tokens("test-secret-" + "x" * 40, 3600),
         today=lambda: date(2026, 1, 1),
         guard=SignInGuard(FakeRateLimiter()),
+        profiles=profiles,
     )
 
 
@@ -407,6 +422,95 @@ async def test_you_can_remove_only_your_own_skill(
     # AND A removes her own, writing UserProfileUpdated
     assert await services.remove_skill(a, skill.id, CORRELATION) is True
     assert units.tables.profiles[a].skills == () and len(units.events) == 2
+
+
+# -- the profile cache --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", PROFILE_CHANGES)
+async def test_each_profile_change_drops_the_cached_profile_around_its_transaction(
+    services: Services, units: FakeUnitsOfWork, profiles: FakeProfileCache, kind: str
+) -> None:
+    # GIVEN a user with a skill whose profile is cached
+    me = units.add_user(headline="Before")
+    skill = await services.add_skill(me, "Rust", CORRELATION)
+    await services.profile(me, me)
+    assert profiles.entries[me].headline == "Before"
+    # WHEN she makes the change
+    profiles.calls.clear()
+    opened = len(units.opened)
+    await change_profile(services, me, kind, skill.id)
+    # THEN the entry was dropped before the transaction opened and again after it
+    # committed, and her next read shows the change
+    unit = units.opened[opened]
+    assert unit.transaction and unit.committed
+    assert [(c[0], c[2]) for c in profiles.calls[:2]] == [
+        ("begin_change", opened),
+        ("end_change", opened + 1),
+    ]
+    mine = await services.profile(me, me)
+    seen = {
+        "profile": mine.headline == "Changed",
+        "work": [w.company_name for w in mine.work_experience] == ["Acme"],
+        "education": [e.school_name for e in mine.education] == ["MIT"],
+        "skill": [s.skill_name for s in mine.skills] == ["Rust", "Go"],
+        "remove skill": mine.skills == (),
+    }
+    assert seen[kind]
+
+
+async def test_a_cached_private_profile_is_still_hidden_from_strangers(
+    services: Services, units: FakeUnitsOfWork, profiles: FakeProfileCache
+) -> None:
+    # GIVEN a private profile its owner's read has cached in full
+    owner = units.add_user(headline="Engineer", private=True)
+    friend, stranger = units.add_user("Bob"), units.add_user("Eve")
+    await connect(services, owner, friend)
+    await services.profile(owner, owner)
+    assert profiles.entries[owner].headline == "Engineer"
+    # WHEN a stranger, nobody and a connection read it from the cache
+    seen_by_stranger = await services.profile(stranger, owner)
+    seen_anonymously = await services.profile(None, owner)
+    seen_by_friend = await services.profile(friend, owner)
+    # THEN the rule is applied on each read: only the connection sees the headline
+    assert (seen_by_stranger.headline, seen_by_stranger.work_experience) == (None, ())
+    assert (seen_anonymously.headline, seen_anonymously.location) == (None, None)
+    assert seen_by_friend.headline == "Engineer"
+    assert [c[0] for c in profiles.calls[-3:]] == ["read", "read", "read"]
+
+
+async def test_a_failing_cache_serves_profiles_from_the_tables(
+    services: Services, units: FakeUnitsOfWork, profiles: FakeProfileCache
+) -> None:
+    # GIVEN a profile, and a cache whose Redis is down
+    owner = units.add_user(headline="Engineer")
+    profiles.down = True
+    before = _errors("read")
+    # WHEN it is read THEN PostgreSQL's profile is served, and the failure is counted
+    assert (await services.profile(None, owner)).headline == "Engineer"
+    assert _errors("read") == before + 1
+    assert profiles.entries == {}
+
+
+async def test_a_change_is_refused_when_the_cache_cannot_be_told_of_it(
+    services: Services, units: FakeUnitsOfWork, profiles: FakeProfileCache
+) -> None:
+    # GIVEN a user, and a cache whose Redis is down
+    me = units.add_user(headline="Before")
+    profiles.down = True
+    # WHEN she changes her profile THEN it is refused with 503 before any transaction
+    with pytest.raises(ProfileChangesPaused) as raised:
+        await services.update_profile(me, {"headline": "After"}, CORRELATION)
+    assert (raised.value.status, raised.value.message) == (503, PROFILE_CHANGES_PAUSED)
+    assert units.opened == [] and units.events == []
+    assert units.tables.profiles[me].headline == "Before"
+
+
+def _errors(operation: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "socialpipe_profile_cache_errors_total", {"operation": operation}
+    )
+    return value or 0.0
 
 
 # -- accounts ---------------------------------------------------------------------

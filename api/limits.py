@@ -35,7 +35,13 @@ from graphql import (
     ValidationContext,
     ValidationRule,
 )
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter, SchemaExtension
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxTokensLimiter,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
 from strawberry.extensions.max_aliases import create_validator as aliases_rule
 
 from api.errors import ApiError, BadRequest
@@ -97,6 +103,9 @@ class SlowDown(ApiError):
 BUSY = "The server is busy; retry in a moment."
 SEARCH_TOO_SLOW = "The search took too long; retry in a moment or narrow it."
 SLOW_DOWN = "Too many searches at once; retry after the time Retry-After gives."
+
+
+DOCUMENTS_CACHED: Final = 64
 
 
 # -- validation rules --------------------------------------------------------
@@ -235,9 +244,15 @@ def validation_extensions(limits: ApiLimits) -> list[Callable[[], SchemaExtensio
     ]
     if not limits.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
+    # Parsed and validated documents are kept for the operations seen most
+    # recently: clients repeat a few operations, and a client that keeps being
+    # refused (a 429, say) then costs little more than its JSON. Bounded, since a
+    # document of 1,000 tokens takes about 400 KB as a tree.
     return [
         partial(MaxTokensLimiter, limits.max_tokens),
+        partial(ParserCache, maxsize=DOCUMENTS_CACHED),
         partial(AddValidationRules, rules),
+        partial(ValidationCache, maxsize=DOCUMENTS_CACHED),
     ]
 
 

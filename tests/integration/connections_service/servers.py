@@ -8,6 +8,7 @@ as a crashed pod is restarted behind its Service.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -105,6 +106,7 @@ class ServiceProcess:
 
     def close(self) -> None:
         self.kill()
+        shutil.rmtree(self._logs.parent, ignore_errors=True)
 
 
 ServiceFactory = Callable[..., ServiceProcess]

@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
 import resource
 import sys
@@ -36,6 +35,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -56,6 +56,8 @@ from store.migrate import upgrade
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
+    from bench.scaling import BackendMeter
+
 BENCH_DB = "socialpipe_bench_worker"
 SEND_BATCH = 10
 
@@ -63,37 +65,6 @@ SEND_BATCH = 10
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def postgres_cpu() -> dict[str, int]:
-    """CPU ticks of each `postgres` process on this machine, by pid."""
-    ticks: dict[str, int] = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
-        if name.startswith("postgres"):
-            fields = rest.split()
-            ticks[pid] = int(fields[11]) + int(fields[12])
-    return ticks
-
-
-class PostgresMeter:
-    """PostgreSQL CPU over a span, sampled often: a backend's ticks vanish when it exits."""
-
-    def __init__(self) -> None:
-        self.first = postgres_cpu()
-        self.last = dict(self.first)
-
-    def sample(self) -> None:
-        self.last.update(postgres_cpu())
-
-    def seconds(self) -> float:
-        spent = sum(t - self.first.get(pid, 0) for pid, t in self.last.items())
-        return spent / os.sysconf("SC_CLK_TCK")
 
 
 async def redis_cpu(redis: aioredis.Redis) -> float:
@@ -164,12 +135,18 @@ async def profile_events(pool: asyncpg.Pool, users: Sequence[Any], count: int) -
     ]
 
 
+def py_spy() -> str:
+    """py-spy next to this Python (the venv's dev extra), else the one on PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else "py-spy"
+
+
 async def run_worker(
-    settings: Settings, pipeline: str, meter: PostgresMeter | None = None, profile: str = ""
+    settings: Settings, pipeline: str, meter: BackendMeter | None = None, profile: str = ""
 ) -> tuple[float, float]:
     """`socialpipe worker PIPELINE --burst`; returns (CPU seconds of the child, wall seconds)."""
     env = settings_env(settings, METRICS_PORT="0", LOG_LEVEL="WARNING")
-    spy = ["py-spy", "record", "-r", "250", "-f", "raw", "-o", profile, "--"] if profile else []
+    spy = [py_spy(), "record", "-r", "250", "-f", "raw", "-o", profile, "--"] if profile else []
     before, began = children_cpu(), time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         *spy, socialpipe_command(), "worker", pipeline, "--burst", env=env
@@ -184,6 +161,8 @@ async def run_worker(
 
 
 async def measure(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from bench.scaling import BackendMeter  # bench.scaling imports this module
+
     async with AsyncExitStack() as stack:
         await upgrade(settings.database_url)
         pool = await create_pool(settings.database_url, min_size=1, max_size=4)
@@ -204,7 +183,7 @@ async def measure(args: argparse.Namespace, settings: Settings) -> dict[str, Any
         make = post_events if args.pipeline == "feed" else profile_events
         envelopes = await make(pool, graph.users, args.events)
         await send_all(sqs, url, [e.to_json().decode() for e in envelopes])
-        meter, redis0 = PostgresMeter(), await redis_cpu(redis)
+        meter, redis0 = BackendMeter(args.database), await redis_cpu(redis)
         cpu, wall = await run_worker(settings, args.pipeline, meter, args.py_spy)
         pg, rd = meter.seconds(), await redis_cpu(redis) - redis0
     n = len(envelopes)
@@ -217,6 +196,7 @@ async def measure(args: argparse.Namespace, settings: Settings) -> dict[str, Any
         "postgres_ms": round(pg * 1000 / n, 3),
         "redis_ms": round(rd * 1000 / n, 3),
         "reference_ms": round(reference * 1000 / args.events, 3),
+        "all_ms": round((cpu - startup + pg + rd) * 1000 / n, 3),
         "startup_s": round(startup, 2),
     }
 
@@ -230,24 +210,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--py-spy", default="", metavar="FILE", help="profile the measured worker run into FILE"
     )
+    parser.add_argument(
+        "--database",
+        default=BENCH_DB,
+        help=f"the benchmark's own database, seeded if needed (default {BENCH_DB});"
+        " only its backends' CPU is counted",
+    )
+    parser.add_argument(
+        "--redis",
+        choices=["own", "env"],
+        default="own",
+        help="own: a redis-server started for the run, so its CPU is the pipeline's alone"
+        " (default); env: the server of REDIS_URL",
+    )
     args = parser.parse_args(argv)
+    from bench.scaling import own_redis  # bench.scaling imports this module
+
     base = load_settings()
-    with emu.emulator(args.emulator) as endpoint:
-        settings = base.model_copy(
-            update={
-                "database_url": with_database(base.database_url, BENCH_DB),
-                "aws_endpoint_url": endpoint,
-                "receive_wait_seconds": 1,
-            }
-        )
-        result = asyncio.run(measure(args, settings))
+    with contextlib.ExitStack() as stack:
+        endpoint = stack.enter_context(emu.emulator(args.emulator))
+        update: dict[str, Any] = {
+            "database_url": with_database(base.database_url, args.database),
+            "aws_endpoint_url": endpoint,
+            "receive_wait_seconds": 1,
+        }
+        if args.redis == "own":
+            update["redis_url"], _ = stack.enter_context(own_redis())
+        result = asyncio.run(measure(args, base.model_copy(update=update)))
     print(
         f"{result['pipeline']}: {result['events']} events in {result['wall_s']} s "
         f"({result['events_per_s']}/s); CPU per event: worker {result['worker_ms']} ms, "
         f"PostgreSQL {result['postgres_ms']} ms, Redis {result['redis_ms']} ms; "
         f"bare receive+delete {result['reference_ms']} ms/message"
     )
-    print(f"ratio worker/reference: {result['worker_ms'] / result['reference_ms']:.2f}")
+    print(
+        f"ratio worker/reference: {result['worker_ms'] / result['reference_ms']:.2f}; "
+        f"worker + PostgreSQL + Redis/reference: {result['all_ms'] / result['reference_ms']:.2f}"
+    )
     print(json.dumps(result))
     return 0
 

@@ -15,7 +15,10 @@ if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
 BATCH: Final = 10
-FLUSH_AFTER_SECONDS: Final = 0.05
+# A partial batch waits this long for more acks. Every DeleteMessageBatch costs the
+# worker about as much CPU as a full one, so a busy worker sends full batches; an
+# idle one does not wait: the consumer calls `flush_soon` once nothing is in flight.
+FLUSH_AFTER_SECONDS: Final = 0.5
 # Delete calls in flight at once: one round trip at a time caps a worker at
 # 10 acks per round trip, which a loaded machine (30 ms trips) makes ~300/s.
 IN_FLIGHT: Final = 4
@@ -23,8 +26,17 @@ IN_FLIGHT: Final = 4
 log = structlog.get_logger("consumers.deleter")
 
 
+class _Flush:
+    """Queued by `flush_soon`: the batch being collected goes now."""
+
+
+FLUSH: Final = _Flush()
+
+
 class BatchDeleter:
-    """Collects acks and deletes them in batches, flushed within ~50 ms, a few at once.
+    """Collects acks and deletes them in batches of 10, a few calls at once.
+
+    A partial batch goes after `FLUSH_AFTER_SECONDS`, or at once after `flush_soon`.
 
     Entries SQS reports as failed are retried once; what still fails is logged
     and comes back after its visibility timeout (the handlers are idempotent).
@@ -36,9 +48,10 @@ class BatchDeleter:
         self._queue_name = queue_name
         # None is the close sentinel: it wakes the loop without cancelling it, so no
         # ack the loop has taken can be dropped by a cancellation landing mid-batch.
-        self._pending: asyncio.Queue[ReceivedMessage | None] = asyncio.Queue()
+        self._pending: asyncio.Queue[ReceivedMessage | _Flush | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._busy = 0
+        self._collecting = False
         self._room = asyncio.Semaphore(IN_FLIGHT)
         self._sending: set[asyncio.Task[None]] = set()
 
@@ -47,6 +60,11 @@ class BatchDeleter:
 
     def add(self, message: ReceivedMessage) -> None:
         self._pending.put_nowait(message)
+
+    def flush_soon(self) -> None:
+        """Send the acks collected so far without waiting for a full batch."""
+        if self._collecting or not self._pending.empty():
+            self._pending.put_nowait(FLUSH)
 
     @property
     def idle(self) -> bool:
@@ -59,7 +77,9 @@ class BatchDeleter:
             await asyncio.shield(self._task)
             self._task = None
         while not self._pending.empty():
-            await asyncio.shield(self._flush(self._take_now()))
+            batch = self._take_now()
+            if batch:
+                await asyncio.shield(self._flush(batch))
 
     async def _run(self) -> None:
         closing = False
@@ -67,10 +87,16 @@ class BatchDeleter:
             first = await self._pending.get()
             if first is None:
                 break
+            if isinstance(first, _Flush):
+                continue
             batch = [first]
-            closing = await self._fill(
-                batch, asyncio.get_running_loop().time() + FLUSH_AFTER_SECONDS
-            )
+            self._collecting = True
+            try:
+                closing = await self._fill(
+                    batch, asyncio.get_running_loop().time() + FLUSH_AFTER_SECONDS
+                )
+            finally:
+                self._collecting = False
             self._busy += 1  # the batch is in hand: not idle until it is sent
             try:
                 await self._room.acquire()
@@ -99,6 +125,8 @@ class BatchDeleter:
                 return False
             if item is None:
                 return True
+            if isinstance(item, _Flush):
+                return False
             batch.append(item)
         return False
 
@@ -106,7 +134,7 @@ class BatchDeleter:
         batch: list[ReceivedMessage] = []
         while len(batch) < BATCH and not self._pending.empty():
             item = self._pending.get_nowait()
-            if item is not None:
+            if isinstance(item, ReceivedMessage):
                 batch.append(item)
         return batch
 

@@ -10,15 +10,17 @@ dependency will not answer a retry in a few milliseconds either.
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
 import structlog
-from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, wait_random_exponential
 
 from consumers.classify import classify
 from consumers.gate import DependencyGate
+from consumers.tracing import handling
 from contracts.events import Envelope
 from contracts.metrics import HANDLER_DURATION
 from contracts.outcomes import EventHandler, Outcome, Retry
@@ -48,21 +50,26 @@ class HandlerInvoker:
         self._queue_name = queue_name
         self._gate = gate
         self._attempts = max(1, attempts)
-        self._wait = wait_random_exponential(multiplier=retry_base, max=retry_base * 2**attempts)
+        self._retry_base = retry_base
+        self._retry_cap = retry_base * 2**attempts
 
     async def run(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(envelopes)
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._attempts),
-            wait=self._wait,
-            retry=retry_if_result(bool),
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else [],
-        )
-        await retrying(self._attempt, envelopes, outcomes)
+        # A plain loop, not a retry library's object per chunk: this runs once per
+        # message on a busy worker, and building that object cost more than the loop.
+        for attempt in range(1, self._attempts + 1):
+            again = await self._attempt(envelopes, outcomes)
+            if not again or attempt == self._attempts:
+                break
+            await asyncio.sleep(self._pause(attempt))
         return [
             o if o is not None else Retry("NoOutcome", "The handler gave no outcome.")
             for o in outcomes
         ]
+
+    def _pause(self, attempt: int) -> float:
+        """Exponential backoff with full jitter: uniform in [0, base * 2^(attempt-1)], capped."""
+        return random.uniform(0, min(self._retry_cap, self._retry_base * 2 ** (attempt - 1)))
 
     async def _attempt(
         self, envelopes: Sequence[Envelope], outcomes: list[Outcome | None]
@@ -78,7 +85,7 @@ class HandlerInvoker:
     async def _call(self, envelopes: Sequence[Envelope]) -> list[Outcome]:
         started = time.perf_counter()
         try:
-            with _correlation(envelopes):
+            with _correlation(envelopes), handling(self._queue_name, envelopes):
                 outcomes = list(await self._handler.handle(envelopes))
         except Exception as exc:  # every failure becomes an outcome, never a dead worker
             outcomes = [classify(exc)] * len(envelopes)

@@ -28,6 +28,7 @@ from consumers.invoke import HandlerInvoker
 from consumers.messages import ReceivedMessage
 from consumers.options import ConsumerOptions
 from consumers.settle import SettleOptions, Settler
+from consumers.tracing import received
 from contracts.errors import PermanentError
 from contracts.events import Envelope, decode_body
 from contracts.metrics import IN_FLIGHT, MESSAGES_RECEIVED
@@ -271,7 +272,8 @@ class SqsConsumer:
         try:
             decoded = await self._decode(chunk)
             if decoded:
-                outcomes = await self._invoker.run([env for _, env in decoded])
+                with received(self._queue_name, decoded):
+                    outcomes = await self._invoker.run([env for _, env in decoded])
                 for (message, _), outcome in zip(decoded, outcomes, strict=True):
                     await self._settle(message, outcome)
         except Exception:
@@ -304,6 +306,9 @@ class SqsConsumer:
         # Shielded: a shutdown deadline must not cut a DLQ send off from its delete.
         await asyncio.shield(self._settler.settle(message, outcome))
         self._forget([message])
+        if not self._unsettled:
+            # Nothing else is in flight, so no ack is coming soon to fill the batch.
+            self._deleter.flush_soon()
 
     # -- stopping ------------------------------------------------------------------
 

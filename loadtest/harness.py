@@ -21,7 +21,7 @@ from redis.crc import key_slot
 
 from config.clients import AnyRedis, open_any_redis
 from config.settings import Settings
-from contracts.keys import connections_cache_key, feed_key
+from contracts.keys import connections_cache_key, feed_key, profile_cache_key
 from loadtest import emulator as emu
 from loadtest.broker import tansu
 from loadtest.bus import Bus, open_bus
@@ -227,8 +227,10 @@ async def _index(stack: AsyncExitStack, settings: Settings) -> VersionSource:
 
 
 async def forget_users(redis: AnyRedis, users: tuple[Any, ...]) -> None:
-    """Delete the graph users' feeds and cached connections, so a run starts cold and empty."""
+    """Delete the graph users' feeds, cached connections and cached profiles, so a run
+    starts cold and empty (the ids are the same every run; the tables are reset)."""
     keys = [k for u in users for k in (feed_key(u), connections_cache_key(u), stale_cache_key(u))]
+    keys += [profile_cache_key(u) for u in users]
     await delete_keys(redis, keys)
 
 

@@ -58,6 +58,7 @@ from api.limits import (
 )
 from api.schema import Mutation, Query
 from api.services import Services
+from api.tracing import request_spans
 from api.types import ApiContext
 
 log = structlog.get_logger("api")
@@ -270,5 +271,6 @@ def create_app(services: Services, limits: ApiLimits | None = None) -> Starlette
             Route("/healthz", healthz),
             Route("/readyz", healthz),
             Route("/graphql", graphql, methods=["GET", "POST"]),
-        ]
+        ],
+        middleware=request_spans(),
     )

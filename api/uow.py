@@ -19,6 +19,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from contracts import tracing
 from contracts.events import Payload, new_envelope
 from store import notifications as notes
 from store import outbox, posts, social, users
@@ -169,7 +170,10 @@ class PgUnitOfWork:
         self._conn = conn
 
     async def emit(self, payload: Payload, key: uuid.UUID, correlation: str) -> None:
-        await outbox.enqueue(self._conn, new_envelope(payload, correlation_id=correlation), key)
+        # The envelope carries the outbox write's trace context to the relay (docs/tracing.md).
+        with tracing.span("outbox write", correlation=correlation):
+            envelope = new_envelope(payload, correlation_id=correlation, trace=tracing.carrier())
+            await outbox.enqueue(self._conn, envelope, key)
 
 
 class PgUsers:

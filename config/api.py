@@ -26,6 +26,7 @@ from config.logging import configure_logging
 from config.search import open_search_index
 from config.settings import Settings
 from config.startup import check_dependencies, listening_socket
+from config.tracing import start_tracing
 from pipelines.notifications.redis_counters import RedisUnreadCounters
 from pipelines.search.ports import SearchIndex, SearchQuery
 from store.db import create_pool
@@ -132,6 +133,7 @@ class IndexPeopleSearch:
 async def serve_api(settings: Settings, host: str, port: int) -> None:
     """Serve GraphQL at /graphql until SIGTERM/SIGINT; metrics on METRICS_PORT only."""
     configure_logging("api", settings.log_level)
+    start_tracing(settings, "api")
     await check_dependencies(settings, "api")
     sock = listening_socket("API", host, port)
     async with AsyncExitStack() as stack:

@@ -26,6 +26,7 @@ from config.clients import (
 )
 from config.search import open_read_pool, primary_and_replica_probe
 from config.settings import Settings
+from config.tracing import traced
 from connections_service.client import ConnectionsClient, open_channel
 from contracts.failures import CONNECTIONS_SERVICE, POSTGRES, REDIS
 from contracts.outcomes import Probe
@@ -158,7 +159,8 @@ async def build_feed_handler(
     lookup = ConnectionLookup(reader, cache, breaker, dependency=dependency)
     if service_probe is not None:
         probes[CONNECTIONS_SERVICE] = lookup.source_probe(service_probe)
-    distributor = Distributor(feed_store(redis, settings), parallelism=settings.fanout_parallelism)
+    store = traced(feed_store(redis, settings), "redis", "push_batch")
+    distributor = Distributor(store, parallelism=settings.fanout_parallelism)
     return FeedHandler(
         lookup=lookup,
         posts=connection_source,

@@ -1,5 +1,8 @@
 """structlog JSON logs: every line carries `serviceName`; handlers bind `correlationId`.
 
+With tracing on (docs/tracing.md), a line written inside a span also carries its
+`traceId` and `spanId`, so a trace and its log lines find each other.
+
 Every line a process writes to its log stream is one JSON object, whoever wrote
 it: our structlog loggers, and through a `ProcessorFormatter` on the stdlib root
 logger the libraries (asyncpg, botocore, redis, uvicorn, faust, aiokafka,
@@ -24,6 +27,8 @@ from typing import Any, Final, TextIO, cast
 import orjson
 import structlog
 from structlog.typing import Processor
+
+from contracts import tracing
 
 _SECRET_KEYS = frozenset(
     {
@@ -87,6 +92,15 @@ def _stack_trace(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMap
     return event
 
 
+def _trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """`traceId` and `spanId` of the current span, when tracing is on (docs/tracing.md)."""
+    ids = tracing.current_ids()
+    if ids is not None:
+        event.setdefault("traceId", ids[0])
+        event.setdefault("spanId", ids[1])
+    return event
+
+
 def _render(_: Any, __: str, event: MutableMapping[str, Any]) -> str:
     # `default=repr`: a library's extra field (a socket, a task) must not break its line.
     return orjson.dumps(event, default=repr).decode()
@@ -96,6 +110,7 @@ def _shared_processors() -> list[Processor]:
     """What every line goes through, ours and the libraries', up to the renderer."""
     return [
         structlog.contextvars.merge_contextvars,
+        _trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
         _redact,

@@ -7,6 +7,7 @@ from typing import Any
 
 from config.clients import open_any_redis, postgres_probe
 from config.settings import Settings
+from config.tracing import traced
 from contracts.failures import POSTGRES, REDIS
 from pipelines.notifications.handler import NotificationsHandler
 from pipelines.notifications.postgres import PgNotificationStore
@@ -32,5 +33,7 @@ async def build_notifications_handler(
         redis = await open_any_redis(stack, settings, max_connections=16)
     dependencies = {POSTGRES: postgres_probe(pool), REDIS: redis.ping}
     return NotificationsHandler(
-        PgNotificationStore(pool), RedisUnreadCounters(redis), dependencies=dependencies
+        traced(PgNotificationStore(pool), "postgresql", "save"),
+        traced(RedisUnreadCounters(redis), "redis", "count_once"),
+        dependencies=dependencies,
     )

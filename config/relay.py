@@ -20,6 +20,7 @@ from config.startup import (
     check_dependencies,
     report,
 )
+from config.tracing import start_tracing
 from pipelines.relay.kafka import KafkaPublisher, open_producer
 from pipelines.relay.ports import EventPublisher
 from pipelines.relay.relay import OutboxRelay, RelayOptions
@@ -85,6 +86,7 @@ async def run_relay(
     ready means the last cycle reached both the database and the event bus.
     """
     configure_logging("relay", settings.log_level)
+    start_tracing(settings, "relay")
     stop = stop or asyncio.Event()
     await check_dependencies(settings, "relay")
     if settings.event_transport == "kafka":

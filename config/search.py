@@ -13,6 +13,7 @@ import asyncpg
 
 from config.clients import postgres_probe
 from config.settings import Settings
+from config.tracing import traced
 from contracts.failures import POSTGRES, SEARCH_INDEX
 from contracts.outcomes import Probe
 from pipelines.search.handler import ProfileLoader, SearchHandler, pool_loader
@@ -80,6 +81,7 @@ async def build_search_handler(
         index = await open_search_index(stack, settings, pool=pool)
     replica = await open_read_pool(stack, settings)
     dependencies = {POSTGRES: primary_and_replica_probe(pool, replica), SEARCH_INDEX: index.ping}
+    index = traced(index, settings.search_backend, "write")
     if replica is None:
         return SearchHandler(pool_loader(pool), index, dependencies=dependencies)
     routed = RoutedProfileLoader(ReadRouter(pool, replica, pipeline="search"))

@@ -5,10 +5,16 @@ Nothing else reads the environment.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")) or len(value.split()) != 1:
+        raise ValueError(f"expected an http(s):// URL, e.g. http://otel:4318, got {value!r}")
+    return value
 
 
 class Settings(BaseSettings):
@@ -42,6 +48,11 @@ class Settings(BaseSettings):
     # a label of socialpipe_build_info.
     build_commit: str = "unknown"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Tracing (docs/tracing.md): spans go over OTLP/HTTP to this collector URL (e.g.
+    # http://otel-collector:4318); unset, tracing is off. Of the traces a process
+    # starts, this share is kept (a trace begun upstream keeps the upstream choice).
+    otel_exporter_otlp_endpoint: Annotated[str, AfterValidator(_http_url)] | None = None
+    trace_sample_ratio: float = Field(default=1.0, ge=0, le=1)
     event_transport: Literal["sqs", "kafka"] = "sqs"
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     # Kafka transport knobs: partitions of the events topic (keys spread over them),

@@ -22,6 +22,7 @@ from config.search import build_search_handler
 from config.settings import Settings
 from config.signals import stop_on_signals
 from config.startup import aws_dependency, check_dependencies
+from config.tracing import start_tracing
 from consumers.options import ConsumerOptions
 from consumers.runtime import SqsConsumer
 from consumers.topology import queue_url
@@ -172,6 +173,7 @@ async def run_worker(
     clients); `handler` skips the builder altogether. Returns the exit code.
     """
     configure_logging(f"worker-{pipeline}", settings.log_level)
+    start_tracing(settings, f"worker-{pipeline}")
     queue = pipeline_queue(settings, pipeline)
     transport = settings.event_transport
     await _check_transport(settings)

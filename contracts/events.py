@@ -9,6 +9,7 @@ know it.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -21,6 +22,7 @@ from contracts.errors import (
     MessageTooLarge,
     UnsupportedSchemaVersion,
 )
+from contracts.tracing import TRACE_KEYS
 
 MAX_BODY_BYTES: Final = 256 * 1024
 SCHEMA_VERSION: Final = "1.0"
@@ -106,6 +108,10 @@ class Envelope(_Model):
     correlation_id: str | None = Field(default=None, alias="correlationId")
     producer: str | None = None
     payload: Payload
+    # W3C trace context of the span that wrote or last sent the event (docs/tracing.md),
+    # as CloudEvents' distributed-tracing extension carries it; absent when untraced.
+    traceparent: str | None = None
+    tracestate: str | None = None
     # Set by the transport, never read from the body: whether this delivery may
     # follow an earlier one (a receive count above one, a redrive or requeue mark).
     _redelivered: bool = PrivateAttr(default=False)
@@ -128,6 +134,9 @@ class Envelope(_Model):
     def to_json(self) -> bytes:
         data = self.model_dump(mode="json", by_alias=True)
         data["payload"] = _payload_json(self.payload)
+        for key in TRACE_KEYS:
+            if data[key] is None:
+                del data[key]
         return orjson.dumps(data)
 
     def attributes(self) -> dict[str, str]:
@@ -136,6 +145,7 @@ class Envelope(_Model):
             "eventType": self.event_type,
             "schemaVersion": self.schema_version,
             "correlationId": self.correlation_id or str(self.event_id),
+            **{key: value for key in TRACE_KEYS if (value := getattr(self, key))},
         }
 
 
@@ -155,8 +165,12 @@ def new_envelope(
     correlation_id: str | None = None,
     occurred_at: datetime | None = None,
     event_id: uuid.UUID | None = None,
+    trace: Mapping[str, str] | None = None,
 ) -> Envelope:
-    """Build an envelope for a payload, naming its type from the payload model."""
+    """Build an envelope for a payload, naming its type from the payload model.
+
+    `trace` is the W3C trace context (`traceparent`, `tracestate`) it carries, if any.
+    """
     event_type = type(payload).__name__
     eid = event_id or uuid.uuid4()
     return Envelope.model_validate(
@@ -168,6 +182,7 @@ def new_envelope(
             "correlationId": correlation_id or str(eid),
             "producer": producer,
             "payload": payload,
+            **(trace or {}),
         }
     )
 

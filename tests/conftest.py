@@ -20,11 +20,13 @@ import asyncpg
 import pytest
 import redis.asyncio as redis_asyncio
 from moto.server import ThreadedMotoServer
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from config.clients import cluster_startup_nodes, open_sns, open_sqs
 from config.feed import FeedRedis
 from config.settings import Settings
+from config.tracing import start_tracing, stop_tracing
 from store.db import create_pool, drop_database, with_database
 from store.migrate import upgrade
 from tests.cluster.servers import LocalCluster
@@ -228,3 +230,15 @@ async def sqs(settings: Settings) -> AsyncIterator[Any]:
 async def sns(settings: Settings) -> AsyncIterator[Any]:
     async with AsyncExitStack() as stack:
         yield await open_sns(stack, settings)
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on for the test: every span this process ends, exported synchronously
+    into the SDK's in-memory exporter. Off again afterwards."""
+    exporter = InMemorySpanExporter()
+    provider = start_tracing(make_settings(), "socialpipe-test", exporter=exporter)
+    try:
+        yield exporter
+    finally:
+        stop_tracing(provider)

@@ -35,6 +35,7 @@ from consumers.kafka.records import Headers, KafkaRecord, dead_letter_headers, r
 from consumers.kafka.topics import dlq_topic, retry_topic
 from consumers.options import ConsumerOptions
 from consumers.settle import OUTAGE_RETRY_CAP_SECONDS
+from consumers.tracing import received
 from contracts.errors import PermanentError
 from contracts.events import Envelope, decode_body
 from contracts.metrics import (
@@ -202,7 +203,8 @@ class KafkaRunner:
         try:
             decoded = await self._decode(pending)
             if decoded:
-                outcomes = await self._invoker.run([env for _, env in decoded])
+                with received(self._queue, decoded):
+                    outcomes = await self._invoker.run([env for _, env in decoded])
                 for (record, _), outcome in zip(decoded, outcomes, strict=True):
                     await self._settle(record, outcome)
                     pending.remove(record)

@@ -28,6 +28,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from contracts import tracing
 from contracts.errors import TransientError
 from contracts.metrics import (
     OUTBOX_LAG,
@@ -37,6 +38,7 @@ from contracts.metrics import (
     OUTBOX_PUBLISHED,
 )
 from pipelines.relay.ports import EventPublisher, PublishResult
+from pipelines.relay.tracing import PublishSpans
 from store import outbox
 from store.outbox import OutboxRow, ParkedRow
 
@@ -120,6 +122,17 @@ class OutboxRelay:
         return Cycle(len(rows), len(done), len(failed), len(result.refused), len(parked))
 
     async def _publish(self, rows: list[OutboxRow]) -> PublishResult:
+        if not tracing.active():
+            return await self._send(rows)
+        spans = PublishSpans.start(rows)
+        result: PublishResult | None = None
+        try:
+            result = await self._send(spans.rows)
+        finally:
+            spans.end(result)
+        return result
+
+    async def _send(self, rows: list[OutboxRow]) -> PublishResult:
         opts = self._options
         base = opts.inprocess_retry_base
         try:

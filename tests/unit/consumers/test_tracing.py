@@ -1,0 +1,64 @@
+"""The consumers' spans: a receive span continuing the message's trace, a handler span inside."""
+
+from __future__ import annotations
+
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from consumers.messages import ReceivedMessage
+from consumers.tracing import handling, received, trace_context
+from tests.factories import post_created, sqs_message
+
+PUBLISHED = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+IN_BODY = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+
+
+def test_the_message_attribute_wins_over_the_envelope_copy() -> None:
+    envelope = post_created().model_copy(update={"traceparent": IN_BODY})
+    message = ReceivedMessage.from_sqs(sqs_message(body=envelope))
+    assert trace_context(message, envelope) == {"traceparent": IN_BODY}
+    message.message_attributes["traceparent"] = {"DataType": "String", "StringValue": PUBLISHED}
+    assert trace_context(message, envelope) == {"traceparent": PUBLISHED}
+
+
+def test_one_message_continues_its_trace_and_the_handler_runs_inside(
+    spans: InMemorySpanExporter,
+) -> None:
+    envelope = post_created(correlation_id="c-9")
+    message = ReceivedMessage.from_sqs(
+        sqs_message(body=envelope, attributes={"traceparent": PUBLISHED})
+    )
+    with received("feed-fanout", [(message, envelope)]), handling("feed-fanout", [envelope]):
+        pass
+    found = {s.name: s for s in spans.get_finished_spans()}
+    receive, handle = found["receive feed-fanout"], found["handle PostCreated"]
+    assert receive.kind is SpanKind.CONSUMER
+    assert receive.parent is not None and receive.parent.span_id == 0xB7AD6B7169203331
+    assert receive.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+    assert handle.parent is not None and handle.parent.span_id == receive.context.span_id
+    assert handle.attributes is not None and handle.attributes["correlation.id"] == "c-9"
+
+
+def test_a_chunk_of_several_messages_links_each_messages_trace(
+    spans: InMemorySpanExporter,
+) -> None:
+    first, second = post_created(), post_created()
+    chunk = [
+        (
+            ReceivedMessage.from_sqs(
+                sqs_message(body=first, attributes={"traceparent": PUBLISHED})
+            ),
+            first,
+        ),
+        (ReceivedMessage.from_sqs(sqs_message(body=second)), second),
+    ]
+    with received("search-indexing", chunk):
+        pass
+    (span,) = spans.get_finished_spans()
+    assert span.parent is None
+    assert [link.context.span_id for link in span.links] == [0xB7AD6B7169203331]
+    assert span.attributes is not None
+    assert list(span.attributes["correlation.id"]) == [  # type: ignore[arg-type]
+        first.correlation_id,
+        second.correlation_id,
+    ]

@@ -21,6 +21,7 @@ visible to its author.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -62,6 +63,9 @@ WRITING_TTL_SECONDS: Final = 60
 # Longer than any read between its ticket and its store: a generation that
 # lapsed and restarted could otherwise accept a ticket from before the change.
 GENERATION_TTL_SECONDS: Final = 3600
+# A cache call slower than this counts as failed: a Redis that hangs costs a read
+# this much, not the client's whole socket timeout (5 s).
+CALL_TIMEOUT_SECONDS: Final = 0.5
 
 # KEYS: entry, generation, writing, shard's LRU set. ARGV: now (ms).
 # Returns {entry or nil, generation, writing}; a hit counts as a read for eviction.
@@ -270,21 +274,24 @@ class ProfileChangesPaused(ApiError):
 class FailSafeProfileCache:
     """The services' policy over a `ProfileCache`: its metrics, and what a failure means.
 
-    A read or store that fails is a miss: the profile is served from PostgreSQL,
-    with a warning and `socialpipe_profile_cache_errors_total`. A change that
+    A read or store that fails, or takes over `timeout` seconds, is a miss: the
+    profile is served from PostgreSQL, with a warning and
+    `socialpipe_profile_cache_errors_total`. A change that
     cannot begin is refused before its transaction (`ProfileChangesPaused`, 503):
     made anyway, its author could read the old profile from a cache that comes
     back. A change whose end fails has committed; its entry stays dropped and
     uncached until the writing count lapses (`WRITING_TTL_SECONDS`).
     """
 
-    def __init__(self, cache: ProfileCache) -> None:
+    def __init__(self, cache: ProfileCache, *, timeout: float = CALL_TIMEOUT_SECONDS) -> None:
         self._cache = cache
+        self._timeout = timeout
 
     async def read(self, user_id: uuid.UUID) -> CachedProfile:
         try:
-            cached = await self._cache.read(user_id)
-        except PipelineError as exc:
+            async with asyncio.timeout(self._timeout):
+                cached = await self._cache.read(user_id)
+        except (PipelineError, TimeoutError) as exc:
             _failed("read", exc)
             cached = CachedProfile(None, None)
         (PROFILE_CACHE_MISSES if cached.profile is None else PROFILE_CACHE_HITS).inc()
@@ -294,29 +301,32 @@ class FailSafeProfileCache:
         if ticket is None:
             return
         try:
-            await self._cache.store(profile, ticket)
-        except PipelineError as exc:
+            async with asyncio.timeout(self._timeout):
+                await self._cache.store(profile, ticket)
+        except (PipelineError, TimeoutError) as exc:
             _failed("store", exc)
 
     @asynccontextmanager
     async def changing(self, user_id: uuid.UUID) -> AsyncIterator[None]:
         """Around the unit of work that changes `user_id`'s profile."""
         try:
-            await self._cache.begin_change(user_id)
-        except PipelineError as exc:
+            async with asyncio.timeout(self._timeout):
+                await self._cache.begin_change(user_id)
+        except (PipelineError, TimeoutError) as exc:
             _failed("begin_change", exc)
             raise ProfileChangesPaused() from exc
         try:
             yield
         finally:
             try:
-                await self._cache.end_change(user_id)
+                async with asyncio.timeout(self._timeout):
+                    await self._cache.end_change(user_id)
                 PROFILE_CACHE_INVALIDATIONS.inc()
-            except PipelineError as exc:
+            except (PipelineError, TimeoutError) as exc:
                 _failed("end_change", exc)
 
 
-def _failed(operation: str, exc: PipelineError) -> None:
+def _failed(operation: str, exc: Exception) -> None:
     PROFILE_CACHE_ERRORS.labels(operation).inc()
     log.warning(
         "profile cache call failed",

@@ -7,6 +7,7 @@ each test registers its users through them, so the profiles are real rows.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -15,14 +16,21 @@ from typing import Any
 
 import asyncpg
 import pytest
+import redis.asyncio as redis_asyncio
 from argon2 import PasswordHasher
 from prometheus_client import REGISTRY
 
 from api.auth import Passwords, Tokens
-from api.profile_cache import RedisProfileCache, decode_profile
+from api.profile_cache import (
+    CALL_TIMEOUT_SECONDS,
+    ProfileChangesPaused,
+    RedisProfileCache,
+    decode_profile,
+)
 from api.ratelimit import SignInGuard
 from api.services import Services
 from api.uow import PgUnitOfWork, PgUnitsOfWork, PgUsers, UnitOfWork, UnitsOfWork
+from config.clients import no_client_retries
 from config.feed import FeedRedis
 from contracts.keys import PROFILE_CACHE_SHARDS, profile_cache_key, profile_lru_key
 from tests.api_fakes import PROFILE_CHANGES, FakeRateLimiter, FakeUnreadCounters, change_profile
@@ -297,3 +305,46 @@ async def test_a_full_shard_evicts_its_least_recently_read_entry(feed_redis: Fee
     assert present == [1, 0, 1]
     assert await feed_redis.zcard(profile_lru_key(5)) == 2
     assert sample("socialpipe_profile_cache_evictions_total") == evictions + 1
+
+
+# -- Redis hanging ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def silent_redis() -> AsyncIterator[redis_asyncio.Redis]:
+    """A client of a loopback server that accepts connections and never answers."""
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(4096):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = redis_asyncio.Redis(host="127.0.0.1", port=port, retry=no_client_retries())
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_hanging_redis_costs_a_read_half_a_second_not_the_answer(
+    silent_redis: redis_asyncio.Redis, build_services: BuildServices
+) -> None:
+    # GIVEN a profile, and a Redis that never answers
+    services = build_services(silent_redis)
+    me = await register(services)
+    failures = sample("socialpipe_profile_cache_errors_total", operation="read")
+    # WHEN it is read
+    started = time.monotonic()
+    dto = await services.profile(None, me)
+    took = time.monotonic() - started
+    # THEN PostgreSQL answers after the cache's time limit, and the failure is counted
+    assert dto.full_name == "Ada Lovelace"
+    assert CALL_TIMEOUT_SECONDS <= took < CALL_TIMEOUT_SECONDS + 2
+    assert sample("socialpipe_profile_cache_errors_total", operation="read") == failures + 1
+    # AND a change is refused (503) after the same limit
+    with pytest.raises(ProfileChangesPaused):
+        await services.update_profile(me, {"headline": "Later"}, CORRELATION)

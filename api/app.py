@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import structlog
@@ -56,10 +56,12 @@ from api.limits import (
     SearchShares,
     validation_extensions,
 )
+from api.observe import RequestLog, readiness, record_operation
 from api.schema import Mutation, Query
 from api.services import Services
 from api.tracing import request_spans
 from api.types import ApiContext
+from contracts.outcomes import Probe
 
 log = structlog.get_logger("api")
 
@@ -87,7 +89,8 @@ class ApiSchema(Schema):
 
 
 class OperationLog(SchemaExtension):
-    """One DEBUG line per operation: its root fields, error codes and duration.
+    """One DEBUG line per operation (its root fields, error codes and duration) and
+    its metrics (`record_operation`).
 
     Deliberately never the variables or the query text: they carry passwords.
     """
@@ -98,12 +101,16 @@ class OperationLog(SchemaExtension):
         context = self.execution_context
         # Execution errors are in the result; parse/validation ones only before it.
         errors = _result_errors(context.result) or context.pre_execution_errors or []
+        seconds = time.perf_counter() - started
+        fields = _root_fields(context.graphql_document)
+        classified = [classify(e) for e in errors]
+        record_operation(fields, max((c.status for c in classified), default=200), seconds)
         log.debug(
             "graphql operation",
             operationName=context.operation_name,
-            fields=_root_fields(context.graphql_document),
-            errorCodes=[classify(e).code for e in errors],
-            durationMs=round((time.perf_counter() - started) * 1000, 2),
+            fields=fields,
+            errorCodes=[c.code for c in classified],
+            durationMs=round(seconds * 1000, 2),
         )
 
 
@@ -263,14 +270,25 @@ async def healthz(_: Request) -> Response:
     return PlainTextResponse("ok")
 
 
-def create_app(services: Services, limits: ApiLimits | None = None) -> Starlette:
-    """The whole HTTP surface of `socialpipe api` (metrics are on `METRICS_PORT`)."""
+def create_app(
+    services: Services,
+    limits: ApiLimits | None = None,
+    probes: Mapping[str, Probe] | None = None,
+) -> Starlette:
+    """The whole HTTP surface of `socialpipe api` (metrics are on `METRICS_PORT`).
+
+    `/readyz` answers 200 only while every one of `probes` (PostgreSQL, Redis)
+    answers; `/healthz` only says the process serves. Every request is logged
+    (`api/observe.py`).
+    """
     graphql = GraphQLApp(services, limits or ApiLimits())
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/healthz", healthz),
-            Route("/readyz", healthz),
+            Route("/readyz", readiness(probes or {})),
             Route("/graphql", graphql, methods=["GET", "POST"]),
         ],
         middleware=request_spans(),
     )
+    app.add_middleware(RequestLog)
+    return app

@@ -20,13 +20,14 @@ from api.profile_cache import RedisProfileCache
 from api.ratelimit import AbuseLimits, Rate, RedisRateLimiter, SignInGuard
 from api.services import Services
 from api.uow import PgUnitsOfWork
-from config.clients import open_any_redis
+from config.clients import open_any_redis, postgres_probe
 from config.health import serving
 from config.logging import configure_logging
 from config.search import open_search_index
 from config.settings import Settings
 from config.startup import check_dependencies, listening_socket
 from config.tracing import start_tracing
+from contracts.failures import POSTGRES, REDIS
 from pipelines.notifications.redis_counters import RedisUnreadCounters
 from pipelines.search.ports import SearchIndex, SearchQuery
 from store.db import create_pool
@@ -68,7 +69,8 @@ async def build_api(
         feed_max_length=settings.feed_max_length,
         profiles=profile_cache(settings, redis),
     )
-    return create_app(services, limits)
+    probes = {POSTGRES: postgres_probe(pool), REDIS: redis.ping}
+    return create_app(services, limits, probes)
 
 
 def profile_cache(settings: Settings, redis: Any) -> ProfileCache | None:

@@ -166,3 +166,16 @@ PROFILE_CACHE_ERRORS = Counter(
     "Profile cache calls Redis failed, by operation.",
     ["operation"],
 )
+# The API's GraphQL operations: `operation` is the root field (or `several`, `none`),
+# `status` the HTTP status class (2xx, 4xx, 5xx).
+API_OPERATIONS = Counter(
+    "socialpipe_api_operations_total",
+    "GraphQL operations the API answered, by root field and HTTP status class.",
+    ["operation", "status"],
+)
+API_OPERATION_DURATION = Histogram(
+    "socialpipe_api_operation_duration_seconds",
+    "Time the API took to run one GraphQL operation, by root field.",
+    ["operation"],
+    buckets=LATENCY_BUCKETS,
+)

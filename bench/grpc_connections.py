@@ -23,14 +23,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 
 import asyncpg
 import grpc
@@ -38,6 +36,8 @@ import orjson
 
 from config.settings import load_settings
 from connections_service.client import ConnectionsClient, open_channel
+from loadtest.emulator import free_port
+from loadtest.processes import socialpipe_command
 from pipelines.feed.grpc_connections import GrpcConnectionSource
 from store.connections import PgConnectionSource
 from store.db import create_pool, drop_database, with_database
@@ -69,14 +69,7 @@ async def seed(pool: asyncpg.Pool, connections: int) -> uuid.UUID:
     return author
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_service(database_url: str, address: str) -> subprocess.Popen[bytes]:
-    script = Path(sys.executable).with_name("socialpipe")
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -86,7 +79,7 @@ def start_service(database_url: str, address: str) -> subprocess.Popen[bytes]:
     }
     env.pop("DATABASE_READ_URL", None)
     return subprocess.Popen(
-        [str(script), "connections-service"], env=env, stdout=subprocess.DEVNULL
+        [socialpipe_command(), "connections-service"], env=env, stdout=subprocess.DEVNULL
     )
 
 

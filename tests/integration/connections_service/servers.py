@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,16 +19,14 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from loadtest.processes import socialpipe_command
 from tests.settings import free_port
 
 START_TIMEOUT = 20.0
 
 
 def command() -> list[str]:
-    script = Path(sys.executable).with_name("socialpipe")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from cli.main import main; main()"]
+    return [socialpipe_command()]
 
 
 def health_check(

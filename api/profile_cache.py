@@ -276,11 +276,11 @@ class FailSafeProfileCache:
 
     A read or store that fails, or takes over `timeout` seconds, is a miss: the
     profile is served from PostgreSQL, with a warning and
-    `socialpipe_profile_cache_errors_total`. A change that
-    cannot begin is refused before its transaction (`ProfileChangesPaused`, 503):
-    made anyway, its author could read the old profile from a cache that comes
-    back. A change whose end fails has committed; its entry stays dropped and
-    uncached until the writing count lapses (`WRITING_TTL_SECONDS`).
+    `socialpipe_profile_cache_errors_total`. A change that cannot begin is
+    refused before its transaction (`ProfileChangesPaused`, 503): made anyway,
+    its author could read the old profile from a cache that comes back. A change
+    whose end fails has committed; its entry stays dropped and uncached until the
+    writing count lapses (`WRITING_TTL_SECONDS`).
     """
 
     def __init__(self, cache: ProfileCache, *, timeout: float = CALL_TIMEOUT_SECONDS) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -59,3 +59,8 @@ class Api:
             {"c": req["requestConnection"]["id"]},
             b_token,
         )
+
+
+# Clients of one app that each come from a client address of their own
+# (the `api_from` fixture).
+ApiFrom = Callable[[str], Api]

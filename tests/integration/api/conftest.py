@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 import asyncpg
@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 
 from config.api import build_api
 from pipelines.search.postgres import PostgresSearchIndex
-from tests.integration.api.client import SECRET, Api
+from tests.integration.api.client import SECRET, Api, ApiFrom
 from tests.settings import SettingsFactory
 
 
@@ -40,9 +40,6 @@ async def api(api_app: Starlette) -> AsyncIterator[Api]:
     transport = httpx.ASGITransport(app=api_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         yield Api(client)
-
-
-ApiFrom = Callable[[str], Api]
 
 
 @pytest.fixture

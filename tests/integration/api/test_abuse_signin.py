@@ -14,8 +14,7 @@ from redis.backoff import NoBackoff
 
 from api.ratelimit import Rate, RedisRateLimiter
 from contracts.keys import rate_limit_key
-from tests.integration.api.client import GOOD_PASSWORD, Api
-from tests.integration.api.conftest import ApiFrom
+from tests.integration.api.client import GOOD_PASSWORD, Api, ApiFrom
 
 ATTACKER, USER, OTHER = "198.51.100.7", "203.0.113.9", "192.0.2.44"
 LOGIN = "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { token } }"

@@ -95,14 +95,34 @@ async def open_redis(
     """
     if is_cluster_url(settings.redis_url):
         raise ValueError("REDIS_URL names a Redis Cluster; this command needs one Redis node's URL")
-    client = redis.Redis.from_url(
-        settings.redis_url,
+    return waiting_redis(stack, settings.redis_url, max_connections=max_connections)
+
+
+# How long a caller waits for one of the pool's connections before failing.
+POOL_WAIT_SECONDS = 2.0
+
+
+def waiting_redis(
+    stack: AsyncExitStack,
+    url: str,
+    *,
+    max_connections: int,
+    wait_seconds: float = POOL_WAIT_SECONDS,
+) -> redis.Redis:
+    """One node's client whose callers wait up to `wait_seconds` for a connection
+    when all `max_connections` are in use, instead of failing at once with "Too
+    many connections": a burst (an API request's aliases, concurrent fan-outs)
+    queues for a moment; only a pool held for that long is an error."""
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
         max_connections=max_connections,
+        timeout=wait_seconds,
         socket_timeout=5,
         socket_connect_timeout=5,
         health_check_interval=30,
         retry=no_client_retries(),
     )
+    client = redis.Redis.from_pool(pool)
     stack.push_async_callback(client.aclose)
     return client
 

@@ -20,8 +20,8 @@ from redis.asyncio.cluster import RedisCluster
 
 from config.clients import (
     is_cluster_url,
-    no_client_retries,
     open_redis_cluster,
+    waiting_redis,
     warm_up_cluster,
 )
 from config.search import open_read_pool, primary_and_replica_probe
@@ -69,18 +69,9 @@ def open_single_feed_redis(stack: AsyncExitStack, settings: Settings) -> aioredi
     concurrent fan-outs would fail with "Too many connections"; waiting a moment
     is the better back-pressure.
     """
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=feed_pool_size(settings),
-        timeout=10,
-        socket_timeout=5,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-        retry=no_client_retries(),
+    return waiting_redis(
+        stack, settings.redis_url, max_connections=feed_pool_size(settings), wait_seconds=10
     )
-    client = aioredis.Redis.from_pool(pool)
-    stack.push_async_callback(client.aclose)
-    return client
 
 
 async def open_connection_source(

@@ -49,6 +49,15 @@ NEXT_PAGE: Final = _PACKED.format(
 )
 
 POST_EXISTS: Final = "SELECT EXISTS (SELECT 1 FROM posts WHERE id = $1 AND author_id = $2)"
+# The post check and the first page in one statement: the feed worker asks both
+# for every post whose author's list is not cached, and a round trip costs the
+# worker and PostgreSQL more CPU than the check itself.
+POST_AND_FIRST_PAGE: Final = FIRST_PAGE.replace(
+    "SELECT count(*) AS rows,",
+    "SELECT EXISTS (SELECT 1 FROM posts WHERE id = $3 AND author_id = $1) AS post,"
+    " count(*) AS rows,",
+    1,
+)
 
 
 class PgConnectionSource:
@@ -70,21 +79,45 @@ class PgConnectionSource:
         """Every user joined to `user_id` by an accepted connection, sorted, once each."""
         return PackedIds(b"".join([page async for page in self.connection_pages(user_id)]))
 
+    async def post_connections(self, post_id: uuid.UUID, author_id: uuid.UUID) -> PackedIds | None:
+        """`accepted_connections(author_id)` if `post_id` is a post of `author_id`, else None;
+        the check rides on the first page's query, so most authors cost one round trip."""
+        with boundary(
+            f"Reading post {post_id} and the connections of user {author_id} from PostgreSQL",
+            dependency=POSTGRES,
+        ):
+            async with self._pool.acquire() as conn:
+                row = await conn.fetchrow(POST_AND_FIRST_PAGE, author_id, self._page_size, post_id)
+                assert row is not None  # an aggregate always returns one row
+                if not row["post"]:
+                    return None
+                first = (int(row["rows"]), row["packed"])
+                pages = [page async for page in self._pages(conn, author_id, first)]
+        return PackedIds(b"".join(pages))
+
     async def connection_pages(self, user_id: uuid.UUID) -> AsyncIterator[bytes]:
         """The same ids as packed pages of at most `page_size` ids, in order, each page
         yielded as soon as it is read (the Connections Service streams them)."""
         with boundary(
             f"Reading the connections of user {user_id} from PostgreSQL", dependency=POSTGRES
         ):
-            last: uuid.UUID | None = None
             async with self._pool.acquire() as conn:
-                while True:
-                    rows, packed = await self._page(conn, user_id, last)
-                    if packed:
-                        yield packed
-                        last = uuid.UUID(bytes=packed[-UUID_BYTES:])
-                    if rows < self._page_size:
-                        return
+                first = await self._page(conn, user_id, None)
+                async for page in self._pages(conn, user_id, first):
+                    yield page
+
+    async def _pages(
+        self, conn: asyncpg.Connection, user_id: uuid.UUID, first: tuple[int, bytes | None]
+    ) -> AsyncIterator[bytes]:
+        """`first` page, then the pages after it, until one comes back short."""
+        rows, packed = first
+        while True:
+            if packed:
+                yield packed
+            if rows < self._page_size or not packed:
+                return
+            last = uuid.UUID(bytes=packed[-UUID_BYTES:])
+            rows, packed = await self._page(conn, user_id, last)
 
     async def _page(
         self, conn: asyncpg.Connection, user_id: uuid.UUID, after: uuid.UUID | None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 import structlog
 
@@ -21,12 +22,24 @@ from contracts.errors import DependencyDown, DependencyUnavailable
 from contracts.failures import POSTGRES, translate
 from contracts.outcomes import Probe
 from pipelines.feed.breaker import CircuitBreaker, CircuitOpenError
-from pipelines.feed.ports import ConnectionCache, ConnectionReader
+from pipelines.feed.ports import ConnectionCache, ConnectionReader, ConnectionSource
 
 # Re-exported: tools that clear the cache (loadtest/harness.py) name the key from here.
 from pipelines.feed.redis_cache import stale_cache_key as stale_cache_key
 
 log = structlog.get_logger(__name__)
+
+
+@runtime_checkable
+class PostConnectionSource(ConnectionSource, Protocol):
+    """A `ConnectionSource` that also tells, in the same read, whether a post is its
+    author's (`store/connections.py: PgConnectionSource`)."""
+
+    async def post_connections(
+        self, post_id: uuid.UUID, author_id: uuid.UUID
+    ) -> Sequence[uuid.UUID] | None:
+        """The accepted connections of `author_id`, or None when `post_id` is not theirs."""
+        ...
 
 
 class ConnectionLookup:
@@ -60,10 +73,45 @@ class ConnectionLookup:
             ids = await self._breaker.call(lambda: self._source.accepted_connections(user_id))
         except Exception as exc:
             return await self._fallback(user_id, exc)
-        self._starved = self._without_fallback = False
-        if not await self._cache.store_if_unchanged(user_id, ids, cached.generation):
-            log.debug("connections changed while read; not cached", userId=str(user_id))
+        await self._read_fresh(user_id, ids, cached.generation)
         return ids
+
+    def reads(self, source: ConnectionSource) -> bool:
+        """Whether `source` is the one this lookup reads (so `connections_of_post` may
+        ask it for a post and the connections at once)."""
+        return source is self._source
+
+    async def connections_of_post(
+        self, post_id: uuid.UUID, author_id: uuid.UUID, posts: PostConnectionSource
+    ) -> Sequence[uuid.UUID] | None:
+        """The connections of `author_id` if `post_id` is their post, else None.
+
+        The same answers as `posts.post_exists` then `connections`, with one source
+        read for both when the list is not cached. When that read fails, the post is
+        checked on its own (a failure there is the post check's, as before) and the
+        stale copy serves as in `connections`.
+        """
+        cached = await self._cache.read(author_id)
+        if cached.connections is not None:
+            found = await posts.post_exists(post_id, author_id)
+            return cached.connections if found else None
+        try:
+            ids = await self._breaker.call(lambda: posts.post_connections(post_id, author_id))
+        except Exception as exc:
+            if not await posts.post_exists(post_id, author_id):
+                return None
+            return await self._fallback(author_id, exc)
+        if ids is not None:
+            await self._read_fresh(author_id, ids, cached.generation)
+        return ids
+
+    async def _read_fresh(
+        self, user_id: uuid.UUID, ids: Sequence[uuid.UUID], generation: bytes
+    ) -> None:
+        """A source read succeeded: the source serves again, and its list is cached."""
+        self._starved = self._without_fallback = False
+        if not await self._cache.store_if_unchanged(user_id, ids, generation):
+            log.debug("connections changed while read; not cached", userId=str(user_id))
 
     async def invalidate(self, *user_ids: uuid.UUID) -> None:
         """Drop the fresh cached lists, so the next read goes to the source.

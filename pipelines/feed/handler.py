@@ -31,7 +31,7 @@ from contracts.metrics import (
 )
 from contracts.outcomes import ACK, DeadLetter, Outcome, Probe, Retry
 from pipelines.feed.distribution import DistributionReport, Distributor
-from pipelines.feed.enrichment import ConnectionLookup
+from pipelines.feed.enrichment import ConnectionLookup, PostConnectionSource
 from pipelines.feed.ports import ConnectionSource
 from transforms.fanout import plan_fanout
 
@@ -64,6 +64,10 @@ class FeedHandler:
     ) -> None:
         self._lookup = lookup
         self._posts = posts
+        # One read answers both questions when the lookup reads the same PostgreSQL.
+        self._combined: PostConnectionSource | None = None
+        if isinstance(posts, PostConnectionSource) and lookup.reads(posts):
+            self._combined = posts
         self._distributor = distributor
         self._batch_size = batch_size
         self._careful_after = timedelta(seconds=marker_ttl) - MARKER_SAFETY_MARGIN
@@ -106,15 +110,25 @@ class FeedHandler:
             return True
         return await self._distributor.careful_until() >= time.time()
 
-    async def _fan_out(self, event: Envelope, post: PostCreated) -> Outcome:
+    async def _connections(self, post: PostCreated) -> Sequence[uuid.UUID] | None:
+        """The author's connections, or None when the post is not the author's."""
+        if self._combined is not None:
+            return await self._lookup.connections_of_post(
+                post.post_id, post.author_id, self._combined
+            )
         if not await self._posts.post_exists(post.post_id, post.author_id):
+            return None
+        return await self._lookup.connections(post.author_id)
+
+    async def _fan_out(self, event: Envelope, post: PostCreated) -> Outcome:
+        connections = await self._connections(post)
+        if connections is None:
             error = UnknownEntity(
                 f"Post {post.post_id} of author {post.author_id} does not exist in PostgreSQL;"
                 " nothing was fanned out."
             )
             log.warning("post not found", postId=str(post.post_id), errorMessage=error.message)
             return DeadLetter(error.error_type, error.message)
-        connections = await self._lookup.connections(post.author_id)
         plan = plan_fanout(post.post_id, post.author_id, connections, self._batch_size)
         # A fresh owner per attempt: a redelivery is a different owner, which makes
         # the marker switch every later batch of this post to checking mode.

@@ -76,8 +76,10 @@ class PgConnectionSource:
         return bool(found)
 
     async def accepted_connections(self, user_id: uuid.UUID) -> PackedIds:
-        """Every user joined to `user_id` by an accepted connection, sorted, once each."""
-        return PackedIds(b"".join([page async for page in self.connection_pages(user_id)]))
+        """Every user joined to `user_id` by an accepted connection, sorted, once each
+        (`PackedIds.ordered`: the pages are read in order, each sorted and distinct)."""
+        pages = [page async for page in self.connection_pages(user_id)]
+        return PackedIds(b"".join(pages), ordered=True)
 
     async def post_connections(self, post_id: uuid.UUID, author_id: uuid.UUID) -> PackedIds | None:
         """`accepted_connections(author_id)` if `post_id` is a post of `author_id`, else None;
@@ -93,7 +95,7 @@ class PgConnectionSource:
                     return None
                 first = (int(row["rows"]), row["packed"])
                 pages = [page async for page in self._pages(conn, author_id, first)]
-        return PackedIds(b"".join(pages))
+        return PackedIds(b"".join(pages), ordered=True)
 
     async def connection_pages(self, user_id: uuid.UUID) -> AsyncIterator[bytes]:
         """The same ids as packed pages of at most `page_size` ids, in order, each page

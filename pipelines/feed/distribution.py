@@ -72,6 +72,11 @@ class Distributor:
         after the in-flight batches are cancelled; what was written stays written.
         """
         report = DistributionReport()
+        if len(plan.batches) <= 1:
+            # Most posts are one batch: run it here, without a task group and a task.
+            for batch in plan.batches:
+                await self._run_batch(plan.post_id, batch, report, owner, careful)
+            return report
         batches = iter(plan.batches)
         workers = min(self._parallelism, len(plan.batches))
         try:

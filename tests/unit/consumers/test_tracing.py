@@ -5,6 +5,7 @@ from __future__ import annotations
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from consumers.kafka.records import KafkaRecord
 from consumers.messages import ReceivedMessage
 from consumers.tracing import handling, received, trace_context
 from tests.factories import post_created, sqs_message
@@ -19,6 +20,20 @@ def test_the_message_attribute_wins_over_the_envelope_copy() -> None:
     assert trace_context(message, envelope) == {"traceparent": IN_BODY}
     message.message_attributes["traceparent"] = {"DataType": "String", "StringValue": PUBLISHED}
     assert trace_context(message, envelope) == {"traceparent": PUBLISHED}
+
+
+def test_a_kafka_header_carries_the_trace_context_too() -> None:
+    envelope = post_created().model_copy(update={"traceparent": IN_BODY})
+    record = KafkaRecord(
+        topic="social-events",
+        partition=0,
+        offset=1,
+        key=None,
+        value=envelope.to_json(),
+        headers={"traceparent": PUBLISHED, "tracestate": "k=v"},
+        ack=lambda: None,
+    )
+    assert trace_context(record, envelope) == {"traceparent": PUBLISHED, "tracestate": "k=v"}
 
 
 def test_one_message_continues_its_trace_and_the_handler_runs_inside(

@@ -59,7 +59,7 @@ from api.limits import (
 from api.observe import RequestLog, readiness, record_operation
 from api.schema import Mutation, Query
 from api.services import Services
-from api.tracing import request_spans
+from api.tracing import trace_requests
 from api.types import ApiContext
 from contracts.outcomes import Probe
 
@@ -287,8 +287,8 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readiness(probes or {})),
             Route("/graphql", graphql, methods=["GET", "POST"]),
-        ],
-        middleware=request_spans(),
+        ]
     )
     app.add_middleware(RequestLog)
+    trace_requests(app)
     return app

@@ -12,8 +12,8 @@ import uuid
 from typing import Final
 
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from starlette.applications import Starlette
 from starlette.datastructures import Headers
-from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from contracts import tracing
@@ -64,6 +64,9 @@ def _status_recorder(send: Send, span: Span | None) -> Send:
     return recording
 
 
-def request_spans() -> list[Middleware]:
-    """The middleware list for `Starlette(middleware=...)`: empty when tracing is off."""
-    return [Middleware(RequestSpans)] if tracing.active() else []
+def trace_requests(app: Starlette) -> None:
+    """Wrap `app` in `RequestSpans` when tracing is on, outside every other middleware,
+    so the request log line (`api.observe.RequestLog`) is written inside the span and
+    carries its trace id and the correlation id made here."""
+    if tracing.active():
+        app.add_middleware(RequestSpans)

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from contracts.events import format_time
+from contracts.tracing import TRACE_KEYS
 
 ERROR_MESSAGE_LIMIT: Final = 1000
 # SQS accepts at most 10 message attributes; ours take six of them.
@@ -86,6 +87,8 @@ def dead_letter_attributes(
         "sourceMessageId": _string(message.message_id),
     }
     kept = [(k, _copyable(v)) for k, v in message.message_attributes.items() if k not in ours]
+    # Short of room, the trace context is dropped before the event's own attributes.
+    kept.sort(key=lambda item: item[0] in TRACE_KEYS)
     room = MAX_ATTRIBUTES - len(ours)
     return {**dict(kept[:room]), **ours}
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from consumers.kafka.records import KafkaRecord
-from consumers.messages import ReceivedMessage
+from consumers.messages import ReceivedMessage, dead_letter_attributes
 from consumers.tracing import handling, received, trace_context
 from tests.factories import post_created, sqs_message
 
@@ -77,3 +79,24 @@ def test_a_chunk_of_several_messages_links_each_messages_trace(
         first.correlation_id,
         second.correlation_id,
     ]
+
+
+def test_a_dead_letter_short_of_room_drops_the_trace_context_before_the_events_attributes() -> None:
+    # GIVEN a requeued message carrying the event's attributes and a trace context
+    envelope = post_created().model_copy(update={"traceparent": PUBLISHED, "tracestate": "k=v"})
+    message = ReceivedMessage.from_sqs(
+        sqs_message(body=envelope, attributes={"requeuedAt": "2026-12-02T08:00:00.000Z"})
+    )
+    message.message_attributes = dict(sorted(message.message_attributes.items(), reverse=True))
+    # WHEN it is dead-lettered (six failure attributes leave room for four)
+    got = dead_letter_attributes(
+        message, error_type="E", reason="r", source_queue="q", failed_at=datetime.now(UTC)
+    )
+    # THEN the event's attributes and the requeue mark are kept, the trace context is not
+    kept = set(got) - {"errorType", "errorMessage", "failedAt", "attempts", "sourceQueue"}
+    assert kept - {"sourceMessageId"} == {
+        "eventType",
+        "schemaVersion",
+        "correlationId",
+        "requeuedAt",
+    }

@@ -4,8 +4,12 @@ readiness check that asks PostgreSQL and Redis."""
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Iterator
 
 import httpx
+import pytest
+import structlog
 from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 from starlette.routing import Route
@@ -17,10 +21,22 @@ from tests.integration.api.client import Api
 QUERY = "query Mine { me { id } }"
 
 
+@pytest.fixture
+def info_logs() -> Iterator[None]:
+    """INFO lines reach the capture whatever level an earlier test configured."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+
+
 def _sample(name: str, labels: dict[str, str]) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+@pytest.mark.usefixtures("info_logs")
 async def test_each_request_is_one_log_line_without_secrets_and_counted_by_operation(
     api: Api,
 ) -> None:

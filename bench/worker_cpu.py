@@ -5,8 +5,10 @@ what decides how much load fits is the CPU each event costs, not its latency
 on an idle machine. This benchmark measures that cost, which (unlike wall time)
 hardly moves when the machine is busy:
 
-* a graph is seeded by COPY into its own database (`socialpipe_bench_worker`);
-* fauxqs (or moto) runs on loopback with the real topic and queues;
+* a graph is seeded by COPY into its own database (`socialpipe_bench_worker`,
+  or `--database`);
+* fauxqs (or moto) runs on loopback with the real topic and queues, and a
+  redis-server of its own (`--redis env`: REDIS_URL's server instead);
 * reference: N messages are sent to the queue, then received (10 at a time)
   and deleted in batches by a bare aiobotocore loop in this process; its CPU
   time per message is the floor any SQS consumer in Python pays;
@@ -14,12 +16,14 @@ hardly moves when the machine is busy:
   `UserProfileUpdated` with the profiles' new versions) are queued, then
   `socialpipe worker feed|search --burst` runs until the queue is empty; its
   CPU (from the child's rusage, minus a run on an empty queue, which is the
-  start-up cost) and the CPU PostgreSQL and Redis spent meanwhile, per event.
+  start-up cost) and the CPU PostgreSQL (the backends of its database) and
+  Redis spent meanwhile, per event.
 
     python -m bench.worker_cpu --pipeline search --events 5000
     python -m bench.worker_cpu --pipeline feed --events 2000 --users 20000
 
-The ratio printed is the worker's CPU per event ÷ the reference's CPU per message.
+The ratios printed are the worker's CPU per event, and worker + PostgreSQL + Redis,
+÷ the reference's CPU per message.
 """
 
 from __future__ import annotations

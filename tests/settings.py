@@ -16,7 +16,21 @@ from config.settings import Settings
 from store.db import with_database
 
 TEST_DB = f"socialpipe_test_{os.getpid()}"
-TEST_REDIS_DB = 1 + os.getpid() % 15
+
+
+def _redis_db() -> int:
+    """A Redis logical database of this test process's own (1 to 15; 0 is left alone).
+
+    Under pytest-xdist each worker takes the one its number gives (`gw0` → 1), so
+    parallel workers never share one; a plain run picks by process id.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        return 1 + int(worker[2:]) % 15
+    return 1 + os.getpid() % 15
+
+
+TEST_REDIS_DB = _redis_db()
 
 PortFactory = Callable[[], int]
 

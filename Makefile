@@ -10,7 +10,8 @@ BIN := $(VENV)/bin
 PYPROJECT_HASH := $(shell $(PYTHON) -c "import hashlib; print(hashlib.sha256(open('pyproject.toml', 'rb').read()).hexdigest()[:16])")
 STAMP := $(VENV)/.installed-$(PYPROJECT_HASH)
 SERVICES := $(BIN)/python scripts/services.py
-PYTEST_ARGS ?=
+# Two worker processes, each test file on one of them (its module fixtures stay together).
+PYTEST_ARGS ?= -n 2 --dist loadfile
 DEMO_ARGS ?=
 LOADTEST_ARGS ?=
 BENCH_ARGS ?=

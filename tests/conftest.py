@@ -8,6 +8,7 @@ Redis database and a reset moto server, so no test sees another's leftovers.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 import urllib.request
 import uuid
@@ -45,6 +46,9 @@ _ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
+    # Its per-request lines would land in whatever a test captures once a test has
+    # configured logging (the CLI's output, say): the test server is not the subject.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from typing import Any
 
 import asyncpg
 import httpx
@@ -19,11 +20,21 @@ from tests.settings import SettingsFactory
 
 
 @pytest.fixture
+def api_overrides() -> dict[str, Any]:
+    """Settings the API is built with beyond the test defaults: a module that needs
+    others (a shorter FEED_MAX_LENGTH, say) overrides this fixture."""
+    return {}
+
+
+@pytest.fixture
 async def api_app(
-    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, settings_factory: SettingsFactory
+    db: asyncpg.Pool,
+    redis_client: redis_asyncio.Redis,
+    settings_factory: SettingsFactory,
+    api_overrides: dict[str, Any],
 ) -> AsyncIterator[Starlette]:
     """The API's ASGI app over the test database and Redis, built by its composition root."""
-    settings = settings_factory(api_token_secret=SECRET)
+    settings = settings_factory(api_token_secret=SECRET, **api_overrides)
     async with AsyncExitStack() as stack:
         yield await build_api(
             stack,

@@ -3,51 +3,27 @@ trims in amortised steps); the API's pages never show them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from typing import Any
 
-import asyncpg
-import httpx
 import pytest
 import redis.asyncio as redis_asyncio
-from argon2 import PasswordHasher
 
-from config.api import build_api
 from contracts.keys import feed_key
-from pipelines.search.postgres import PostgresSearchIndex
-from tests.integration.api.client import SECRET, Api
-from tests.settings import SettingsFactory
+from tests.integration.api.client import Api
 
 MAX_LENGTH = 3
 PAGE = "query($a: String) { feed(first: 2, after: $a) { items { textContent } nextCursor } }"
 
 
 @pytest.fixture
-async def capped_api(
-    db: asyncpg.Pool, redis_client: redis_asyncio.Redis, settings_factory: SettingsFactory
-) -> AsyncIterator[Api]:
-    settings = settings_factory(api_token_secret=SECRET, feed_max_length=MAX_LENGTH)
-    async with AsyncExitStack() as stack:
-        app = await build_api(
-            stack,
-            settings,
-            pool=db,
-            redis=redis_client,
-            search=PostgresSearchIndex(db),
-            hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
-        )
-        transport = httpx.ASGITransport(app=app)
-        client = await stack.enter_async_context(
-            httpx.AsyncClient(transport=transport, base_url="http://api")
-        )
-        yield Api(client)
+def api_overrides() -> dict[str, Any]:
+    return {"feed_max_length": MAX_LENGTH}
 
 
 async def test_pages_stop_at_the_feed_max_length_whatever_the_list_holds(
-    capped_api: Api, redis_client: redis_asyncio.Redis
+    api: Api, redis_client: redis_asyncio.Redis
 ) -> None:
     # GIVEN a feed list holding five posts where the limit is three
-    api = capped_api
     reader, reader_id = await api.register("reader@example.com")
     writer, _ = await api.register("writer@example.com", "Wren Writer")
     for text in ("1", "2", "3", "4", "5"):

@@ -64,7 +64,7 @@ MAX_RATE = typer.Option(
 PACE = typer.Option(
     "adaptive",
     "--pace",
-    help="adaptive: start at 500/s and yield to live traffic (slower while the live queue"
+    help="adaptive: start at 200/s and yield to live traffic (slower while the live queue"
     " backs up or the run's own queries slow down, faster when quiet); fixed: run at"
     " --max-rate (or flat out without it).",
     case_sensitive=False,

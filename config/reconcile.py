@@ -29,7 +29,7 @@ class ReconcileUnavailable(Exception):
 Pace = Literal["adaptive", "fixed"]
 Reconciled = Literal["search", "feed", "notifications"]
 # The adaptive pace starts here and never goes below FLOOR, so a run always ends.
-START_RATE: Final = 500.0
+START_RATE: Final = 200.0
 FLOOR_RATE: Final = 50.0
 # Backlog reads that may fail in a row before the run stops asking (it logs why).
 BACKLOG_FAILURES: Final = 3

@@ -83,8 +83,8 @@ class AdaptiveOptions:
     backlog_limit: int = 100
     # The job's own work taking this much longer per unit than when it was
     # quiet means the database is contended: someone else is waiting too.
-    latency_limit: float = 1.5
-    increase: float = 1.25
+    latency_limit: float = 1.25
+    increase: float = 1.1
     decrease: float = 0.5
 
 
@@ -110,8 +110,8 @@ class AdaptivePacer:
       shows before a queue builds up.
 
     Either one halves the rate (never below `floor`); neither lets it grow by a
-    quarter (never above `ceiling`). `rate` is the current pace, for reports and
-    the `socialpipe_reconcile_rate` gauge.
+    tenth (never above `ceiling`): slow to take, quick to give back. `rate` is the
+    current pace, for reports and the `socialpipe_reconcile_rate` gauge.
     """
 
     def __init__(

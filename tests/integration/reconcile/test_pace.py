@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from config.reconcile import live_backlog, reconcile_pacer
+from config.reconcile import START_RATE, live_backlog, reconcile_pacer
 from config.settings import Settings
 from consumers.publish import send_raw
 from consumers.topology import ensure_topology
@@ -41,8 +41,10 @@ async def test_an_adaptive_run_starts_at_its_start_rate_under_the_ceiling(
 ) -> None:
     async with AsyncExitStack() as stack:
         fixed = await reconcile_pacer(stack, settings, "search", pace="fixed", max_rate=100)
-        adaptive = await reconcile_pacer(stack, settings, "feed", pace="adaptive", max_rate=300)
+        roomy = await reconcile_pacer(stack, settings, "search", pace="adaptive", max_rate=5000)
+        capped = await reconcile_pacer(stack, settings, "feed", pace="adaptive", max_rate=150)
     assert fixed is None
-    assert isinstance(adaptive, AdaptivePacer) and adaptive.rate == 300
+    assert isinstance(roomy, AdaptivePacer) and roomy.rate == START_RATE
+    assert isinstance(capped, AdaptivePacer) and capped.rate == 150
     gauge = REGISTRY.get_sample_value("socialpipe_reconcile_rate", {"reconciler": "feed"})
-    assert gauge == 300
+    assert gauge == 150

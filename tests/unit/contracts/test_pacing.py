@@ -85,8 +85,8 @@ async def test_a_quiet_system_lets_the_rate_climb_to_the_ceiling_and_no_further(
 
 async def test_a_live_backlog_halves_the_rate_down_to_the_floor() -> None:
     # GIVEN a pace that reached its ceiling while the live queue was empty
-    job = Job(AdaptiveOptions(ceiling=1000, floor=50), backlog=[0] * 30)
-    await job.run_for(30)
+    job = Job(AdaptiveOptions(ceiling=1000, floor=50), backlog=[0] * 60)
+    await job.run_for(60)
     assert job.pacer.rate == 1000
     # WHEN the live queue holds more than the limit for several looks
     job.backlogs = [500] * 10

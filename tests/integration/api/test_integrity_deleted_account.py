@@ -13,20 +13,16 @@ from typing import Any
 import asyncpg
 import pytest
 from graphql import (
-    GraphQLEnumType,
     GraphQLField,
-    GraphQLInputObjectType,
-    GraphQLInputType,
-    GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
-    GraphQLScalarType,
     get_named_type,
 )
 
 from api.app import build_schema
 from api.uow import PgUnitsOfWork
 from tests.integration.api.client import Api
+from tests.integration.api.schema_values import valid_value
 
 NO_TOKEN_NEEDED = {"register", "login"}
 SCALARS: dict[str, Any] = {
@@ -40,24 +36,6 @@ SCALARS: dict[str, Any] = {
 }
 
 
-def smallest_value(kind: GraphQLInputType) -> Any:
-    """A valid value of `kind` with only its required parts filled in."""
-    if isinstance(kind, GraphQLNonNull):
-        return smallest_value(kind.of_type)
-    if isinstance(kind, GraphQLList):
-        return [smallest_value(kind.of_type)]
-    if isinstance(kind, GraphQLEnumType):
-        return next(iter(kind.values))
-    if isinstance(kind, GraphQLInputObjectType):
-        return {
-            name: smallest_value(f.type)
-            for name, f in kind.fields.items()
-            if isinstance(f.type, GraphQLNonNull)
-        }
-    assert isinstance(kind, GraphQLScalarType)
-    return SCALARS[kind.name]
-
-
 def operation(kind: str, name: str, field: GraphQLField) -> tuple[str, dict[str, Any]]:
     """`kind` (query or mutation) calling `name` with its required arguments as variables."""
     required = {a: arg for a, arg in field.args.items() if isinstance(arg.type, GraphQLNonNull)}
@@ -68,7 +46,7 @@ def operation(kind: str, name: str, field: GraphQLField) -> tuple[str, dict[str,
     )
     text = f"{kind}{f'({declared})' if declared else ''} {{ {name}"
     text += f"{f'({passed})' if passed else ''}{selection} }}"
-    return text, {a: smallest_value(arg.type) for a, arg in required.items()}
+    return text, {a: valid_value(arg.type, SCALARS) for a, arg in required.items()}
 
 
 def every_operation() -> list[tuple[str, str, dict[str, Any]]]:

@@ -32,6 +32,7 @@ from structlog.testing import capture_logs
 
 from api.app import build_schema
 from tests.integration.api.client import Api
+from tests.integration.api.schema_values import valid_value as schema_valid_value
 
 SCHEMA = build_schema()._schema
 MISSING = object()  # the variable is left out of `variables`
@@ -66,19 +67,7 @@ class Case:
 
 
 def valid_value(type_: GraphQLInputType) -> Any:
-    named = get_nullable_type(type_)
-    if isinstance(named, GraphQLList):
-        return [valid_value(named.of_type)]
-    if isinstance(named, GraphQLEnumType):
-        return next(iter(named.values))
-    if isinstance(named, GraphQLInputObjectType):
-        return {
-            name: valid_value(f.type)
-            for name, f in named.fields.items()
-            if isinstance(f.type, GraphQLNonNull)
-        }
-    assert isinstance(named, GraphQLScalarType), named
-    return VALID_SCALARS[named.name]
+    return schema_valid_value(type_, VALID_SCALARS)
 
 
 def wrong_values(type_: GraphQLInputType) -> Iterator[tuple[str, Any]]:

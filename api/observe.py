@@ -13,10 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.tracing import CORRELATION_HEADER, CORRELATION_LIMIT
 from contracts.metrics import API_OPERATION_DURATION, API_OPERATIONS
 from contracts.outcomes import Probe
 
@@ -59,10 +61,8 @@ class RequestLog:
 
 
 def _correlation(scope: Scope) -> str | None:
-    for name, value in scope.get("headers") or ():
-        if name == b"x-correlation-id":
-            return bytes(value[:128]).decode("latin-1")
-    return None
+    correlation = Headers(scope=scope).get(CORRELATION_HEADER)
+    return correlation[:CORRELATION_LIMIT] if correlation else None
 
 
 def operation_label(fields: list[str]) -> str:

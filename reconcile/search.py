@@ -144,7 +144,8 @@ class SearchReconciler:
         batch = await load_profiles(self._pool, ids, tombstones=False)
         expected, invalid = build_documents(batch.profiles)
         report.invalid = len(invalid)
-        stored = await self._index.get_many([d.user_id for d in expected])
+        # In id order, whatever order the rows came in: one batch, one request body.
+        stored = await self._index.get_many(sorted(d.user_id for d in expected))
         to_repair: list[UserSearchDocument] = []
         for doc in expected:
             verdict = classify(doc, stored.get(doc.user_id))

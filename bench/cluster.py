@@ -25,7 +25,6 @@ from loadtest.redis_cluster import (
     START_SECONDS,
     ClusterError,
     LocalCluster,
-    find_redis_binary,
 )
 from pipelines.feed.cluster_feeds import ClusterFeedStore
 
@@ -37,7 +36,6 @@ __all__ = [
     "ClusterTarget",
     "LocalCluster",
     "cluster_benchmark_args",
-    "find_redis_binary",
 ]
 
 REFERENCE_PATTERN = "mylist*"  # redis-benchmark --cluster writes mylist:{tag}, one per master

@@ -23,7 +23,6 @@ import asyncio
 import dataclasses
 import re
 import secrets
-import shutil
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from redis.asyncio.cluster import RedisCluster
 from bench.cluster import ClusterTarget, LocalCluster, cluster_benchmark_args
 from config.settings import load_settings
 from contracts.keys import feed_key
+from loadtest.redis_binaries import RedisBinaryError, find_redis_binary
 from pipelines.feed.distribution import Distributor
 from pipelines.feed.ports import FeedStore
 from pipelines.feed.redis_feeds import RedisFeedStore, trim_slack
@@ -168,9 +168,10 @@ def redis_benchmark(url: str, requests: int) -> float:
 
 def run_redis_benchmark(args: Sequence[str], requests: int) -> float:
     """Requests/s of `redis-benchmark <args> -q -t lpush -P 100 -n <requests>`."""
-    exe = shutil.which("redis-benchmark")
-    if exe is None:
-        raise SystemExit("redis-benchmark is not installed; it provides the reference figure.")
+    try:
+        exe = find_redis_binary("redis-benchmark")
+    except RedisBinaryError as exc:
+        raise SystemExit(f"{exc}; it provides the reference figure.") from exc
     cmd = [exe, *args, "-q", "-t", "lpush", "-P", "100", "-n", str(requests)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300).stdout
     found = REFERENCE_RE.findall(out.replace("\r", "\n"))

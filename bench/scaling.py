@@ -64,6 +64,7 @@ from loadtest.graph import (
     seed_graph,
 )
 from loadtest.processes import settings_env, socialpipe_command
+from loadtest.redis_binaries import find_redis_binary
 from loadtest.runner import forget_users
 from store.db import create_pool, database_name, with_database
 from store.migrate import upgrade
@@ -132,8 +133,8 @@ def own_redis() -> Iterator[tuple[str, int]]:
     """A throwaway `redis-server` on a free loopback port: (URL, pid)."""
     port = emu.free_port()
     proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"],
+        [find_redis_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip

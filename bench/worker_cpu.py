@@ -12,6 +12,10 @@ hardly moves when the machine is busy:
 * reference: N messages are sent to the queue, then received (10 at a time)
   and deleted in batches by a bare aiobotocore loop in this process; its CPU
   time per message is the floor any SQS consumer in Python pays;
+* Redis floor (feed): after the run, the same posts are pushed again to the
+  same emptied feeds as plain pipelined LPUSHes, one pipeline per post, no
+  script, no de-duplication, no trim: the least Redis can spend on the pushes
+  the contract asks for (one list entry per recipient), per post;
 * pipeline: N real events (`PostCreated` of random authors, or
   `UserProfileUpdated` with the profiles' new versions) are queued, then
   `socialpipe worker feed|search --burst` runs until the queue is empty; its
@@ -40,7 +44,7 @@ import uuid
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -50,6 +54,7 @@ from config.settings import Settings, load_settings
 from config.worker import pipeline_queue
 from consumers.topology import ensure_topology
 from contracts.events import Envelope, PostCreated, UserProfileUpdated, new_envelope, utcnow
+from contracts.keys import feed_key
 from loadtest import emulator as emu
 from loadtest.graph import LOADTEST_SHAPE, build_graph, holds_graph, reset_tables, seed_graph
 from loadtest.processes import settings_env, socialpipe_command
@@ -145,6 +150,33 @@ def py_spy() -> str:
     return str(beside) if beside.exists() else "py-spy"
 
 
+FRIENDS_OF: Final = """
+SELECT requester_id AS a, addressee_id AS b FROM connections
+ WHERE status = 'accepted' AND (requester_id = ANY($1::uuid[]) OR addressee_id = ANY($1::uuid[]))
+"""
+
+
+async def redis_floor(
+    pool: asyncpg.Pool, redis: aioredis.Redis, users: Sequence[Any], envelopes: Sequence[Envelope]
+) -> tuple[float, float]:
+    """Redis CPU seconds and pushes of the posts' fan-outs as bare pipelined LPUSHes."""
+    posts = [e.payload for e in envelopes if isinstance(e.payload, PostCreated)]
+    friends: dict[uuid.UUID, set[uuid.UUID]] = {p.author_id: set() for p in posts}
+    for row in await pool.fetch(FRIENDS_OF, list(friends)):
+        for me, other in ((row["a"], row["b"]), (row["b"], row["a"])):
+            if me in friends and other != me:
+                friends[me].add(other)
+    await forget_users(redis, tuple(users))
+    pushes, before = 0, await redis_cpu(redis)
+    for post in posts:
+        async with redis.pipeline(transaction=False) as pipe:
+            for friend in friends[post.author_id]:
+                pipe.lpush(feed_key(friend), str(post.post_id))
+            await pipe.execute()
+        pushes += len(friends[post.author_id])
+    return await redis_cpu(redis) - before, pushes
+
+
 async def run_worker(
     settings: Settings, pipeline: str, meter: BackendMeter | None = None, profile: str = ""
 ) -> tuple[float, float]:
@@ -190,6 +222,11 @@ async def measure(args: argparse.Namespace, settings: Settings) -> dict[str, Any
         meter, redis0 = BackendMeter(args.database), await redis_cpu(redis)
         cpu, wall = await run_worker(settings, args.pipeline, meter, args.py_spy)
         pg, rd = meter.seconds(), await redis_cpu(redis) - redis0
+        floor, pushes = (
+            await redis_floor(pool, redis, graph.users, envelopes)
+            if args.pipeline == "feed"
+            else (0.0, 0)
+        )
     n = len(envelopes)
     return {
         "pipeline": args.pipeline,
@@ -202,6 +239,8 @@ async def measure(args: argparse.Namespace, settings: Settings) -> dict[str, Any
         "reference_ms": round(reference * 1000 / args.events, 3),
         "all_ms": round((cpu - startup + pg + rd) * 1000 / n, 3),
         "startup_s": round(startup, 2),
+        "redis_floor_ms": round(floor * 1000 / n, 3),
+        "pushes_per_event": round(pushes / n, 1),
     }
 
 
@@ -251,6 +290,12 @@ def main(argv: list[str] | None = None) -> int:
         f"ratio worker/reference: {result['worker_ms'] / result['reference_ms']:.2f}; "
         f"worker + PostgreSQL + Redis/reference: {result['all_ms'] / result['reference_ms']:.2f}"
     )
+    if result["pushes_per_event"]:
+        print(
+            f"Redis floor: {result['pushes_per_event']} bare LPUSHes per post cost Redis "
+            f"{result['redis_floor_ms']} ms: "
+            f"{result['redis_floor_ms'] / result['reference_ms']:.2f}x the reference alone"
+        )
     print(json.dumps(result))
     return 0
 

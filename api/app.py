@@ -61,11 +61,11 @@ from api.schema import Mutation, Query
 from api.services import Services
 from api.tracing import trace_requests
 from api.types import ApiContext
+from contracts.api_messages import AUTH_HEADER_MALFORMED, INTERNAL
 from contracts.outcomes import Probe
 
 log = structlog.get_logger("api")
 
-INTERNAL = "Internal server error."
 # Codes of requests refused before GraphQL runs, by HTTP status.
 REJECTION_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
 
@@ -215,7 +215,7 @@ class GraphQLApp(GraphQL[ApiContext, None]):
             scheme, _, token = header.partition(" ")
             try:
                 if scheme.lower() != "bearer" or not token.strip():
-                    raise Unauthenticated("The Authorization header must be 'Bearer <token>'.")
+                    raise Unauthenticated(AUTH_HEADER_MALFORMED)
                 viewer = self._services.tokens.verify(token.strip())
             except Unauthenticated as exc:
                 problem = exc

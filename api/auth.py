@@ -15,7 +15,8 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from api.errors import TOKEN_INVALID, SignInBusy, Unauthenticated
+from api.errors import SignInBusy, Unauthenticated
+from contracts.api_messages import TOKEN_INVALID
 
 _ALGORITHM = "HS256"
 T = TypeVar("T")

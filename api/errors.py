@@ -1,9 +1,13 @@
-"""Errors a resolver raises on purpose, each with its HTTP status and GraphQL code."""
+"""Errors a resolver raises on purpose, each with its HTTP status and GraphQL code.
+
+Their messages are in `contracts.api_messages`.
+"""
 
 from __future__ import annotations
 
 import math
 
+from contracts.api_messages import PASSWORD_CHECKS_BUSY, TOO_MANY_ATTEMPTS
 from contracts.validation import ValidationFailed
 
 
@@ -40,18 +44,6 @@ class NotFound(ApiError):
     code = "NOT_FOUND"
 
 
-AUTH_REQUIRED = "Authentication required: send an Authorization: Bearer token."
-TOKEN_INVALID = "The bearer token is invalid or has expired."
-BAD_CREDENTIALS = "Invalid email or password."
-NOT_YOUR_DATA = "You can only change your own data."
-ONLY_ADDRESSEE = "Only the addressee can respond to a connection request."
-NOT_PENDING = "This connection request is no longer pending."
-ONLY_CONNECTIONS = "You can only message your connections."
-ONLY_CONNECTIONS_COMMENT = "You can only comment on your own posts and your connections' posts."
-ACCOUNT_GONE = "The account of this token no longer exists."
-BAD_CURSOR = "The feed cursor is not valid."
-
-
 class TooManyRequests(ApiError):
     """A rate limit refused the request; `retry_after` whole seconds until it would pass."""
 
@@ -72,7 +64,3 @@ class SignInBusy(ApiError):
     def __init__(self, retry_after: int = 1) -> None:
         self.retry_after = retry_after
         super().__init__(PASSWORD_CHECKS_BUSY)
-
-
-TOO_MANY_ATTEMPTS = "Too many attempts: try again in {seconds} seconds."
-PASSWORD_CHECKS_BUSY = "Too many sign-ins at once: try again in a moment."

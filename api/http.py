@@ -14,6 +14,16 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
+from contracts.api_messages import (
+    BODY_NOT_AN_OBJECT,
+    BODY_NOT_JSON,
+    BODY_TOO_DEEP,
+    BODY_TOO_LARGE,
+    CONTENT_LENGTH_NOT_A_NUMBER,
+    OPERATION_NAME_NOT_A_STRING,
+    QUERY_TOO_LONG,
+)
+
 GRAPHQL_RESPONSE: Final = "application/graphql-response+json"
 JSON: Final = "application/json"
 
@@ -74,7 +84,7 @@ def limited_receive(receive: Receive, max_bytes: int) -> Receive:
 
 
 def body_too_large(max_bytes: int) -> RequestRejected:
-    return RequestRejected(413, f"The request body exceeds {max_bytes} bytes.")
+    return RequestRejected(413, BODY_TOO_LARGE.format(max_bytes=max_bytes))
 
 
 def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
@@ -83,7 +93,7 @@ def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
             try:
                 return int(value)
             except ValueError:
-                raise RequestRejected(400, "The Content-Length header is not a number.") from None
+                raise RequestRejected(400, CONTENT_LENGTH_NOT_A_NUMBER) from None
     return None
 
 
@@ -94,22 +104,22 @@ def parse_body(data: str | bytes, *, max_depth: int, max_query_chars: int) -> di
     except RecursionError:
         raise nested_too_deeply(max_depth) from None
     except ValueError:  # JSONDecodeError and UnicodeDecodeError
-        raise RequestRejected(400, "The request body is not valid JSON.") from None
+        raise RequestRejected(400, BODY_NOT_JSON) from None
     if not isinstance(body, dict):
-        raise RequestRejected(400, "The request body must be a JSON object.")
+        raise RequestRejected(400, BODY_NOT_AN_OBJECT)
     if nesting_of(body, max_depth + 1) > max_depth:
         raise nested_too_deeply(max_depth)
     query = body.get("query")
     if isinstance(query, str) and len(query) > max_query_chars:
-        raise RequestRejected(400, f"The query exceeds {max_query_chars} characters.", "query")
+        raise RequestRejected(400, QUERY_TOO_LONG.format(max_chars=max_query_chars), "query")
     operation = body.get("operationName")
     if not isinstance(operation, str | None):
-        raise RequestRejected(400, "operationName must be a string or null.", "operationName")
+        raise RequestRejected(400, OPERATION_NAME_NOT_A_STRING, "operationName")
     return body
 
 
 def nested_too_deeply(max_depth: int) -> RequestRejected:
-    return RequestRejected(400, f"The request body nests deeper than {max_depth} levels.")
+    return RequestRejected(400, BODY_TOO_DEEP.format(max_depth=max_depth))
 
 
 def nesting_of(value: object, stop: int) -> int:

@@ -45,6 +45,18 @@ from strawberry.extensions import (
 from strawberry.extensions.max_aliases import create_validator as aliases_rule
 
 from api.errors import ApiError, BadRequest
+from contracts.api_messages import (
+    BUSY,
+    INTROSPECTION_TOO_DEEP,
+    OPERATION_TOO_COSTLY,
+    PAGE_SIZE_OUT_OF_RANGE,
+    QUERY_TOO_DEEP,
+    SEARCH_FILTER_TOO_LONG,
+    SEARCH_TEXT_TOO_LONG,
+    SEARCH_TOO_MANY_FILTERS,
+    SEARCH_TOO_MANY_WORDS,
+    SLOW_DOWN,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +110,6 @@ class SlowDown(ApiError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-BUSY = "The server is busy; retry in a moment."
-SEARCH_TOO_SLOW = "The search took too long; retry in a moment or narrow it."
-SLOW_DOWN = "Too many searches at once; retry after the time Retry-After gives."
 
 
 DOCUMENTS_CACHED: Final = 64
@@ -199,17 +206,14 @@ def _depth_rule(max_depth: int) -> type[ValidationRule]:
             for operation in _operations(context):
                 selections = operation.selection_set
                 if nesting_of(selections, fragments, max_depth + 1) > max_depth:
-                    context.report_error(
-                        GraphQLError(f"The query is nested deeper than {max_depth} levels.")
-                    )
+                    context.report_error(GraphQLError(QUERY_TOO_DEEP.format(max_depth=max_depth)))
                 elif (
                     nesting_of(selections, fragments, max_depth, is_introspection_list)
                     > MAX_INTROSPECTION_LISTS
                 ):
                     context.report_error(
                         GraphQLError(
-                            "Introspection may nest at most"
-                            f" {MAX_INTROSPECTION_LISTS} lists (types, fields, args)."
+                            INTROSPECTION_TOO_DEEP.format(max_lists=MAX_INTROSPECTION_LISTS)
                         )
                     )
 
@@ -226,9 +230,13 @@ def _cost_rule(max_cost: int) -> type[ValidationRule]:
                 if cost > max_cost:
                     context.report_error(
                         GraphQLError(
-                            f"The operation costs {cost}; at most {max_cost} is allowed"
-                            f" (register and login cost {FIELD_COST['login']}, searchUsers"
-                            f" and other mutations {MUTATION_COST}, other fields {QUERY_COST})."
+                            OPERATION_TOO_COSTLY.format(
+                                cost=cost,
+                                max_cost=max_cost,
+                                login_cost=FIELD_COST["login"],
+                                mutation_cost=MUTATION_COST,
+                                query_cost=QUERY_COST,
+                            )
                         )
                     )
 
@@ -351,7 +359,9 @@ class SearchShares:
 
 def check_page_size(first: int, limits: ApiLimits, field: str = "first") -> int:
     if not 1 <= first <= limits.max_page_size:
-        raise BadRequest(f"{field} must be between 1 and {limits.max_page_size}.", field)
+        raise BadRequest(
+            PAGE_SIZE_OUT_OF_RANGE.format(field=field, max=limits.max_page_size), field
+        )
     return first
 
 
@@ -360,17 +370,16 @@ def check_search(
 ) -> None:
     """Search input small enough that one query stays cheap for PostgreSQL."""
     if len(text) > limits.max_search_chars:
-        raise BadRequest(
-            f"Search text cannot exceed {limits.max_search_chars} characters.", "query"
-        )
+        raise BadRequest(SEARCH_TEXT_TOO_LONG.format(max_chars=limits.max_search_chars), "query")
     if len(text.split()) > limits.max_search_words:
-        raise BadRequest(f"Search text cannot exceed {limits.max_search_words} words.", "query")
+        raise BadRequest(SEARCH_TOO_MANY_WORDS.format(max_words=limits.max_search_words), "query")
     for name, values in (("skills", skills), ("companies", companies)):
         if len(values) > limits.max_search_filters:
             raise BadRequest(
-                f"At most {limits.max_search_filters} {name} can be searched at once.", name
+                SEARCH_TOO_MANY_FILTERS.format(max_filters=limits.max_search_filters, name=name),
+                name,
             )
         if any(len(v) > limits.max_filter_chars for v in values):
             raise BadRequest(
-                f"Each of {name} cannot exceed {limits.max_filter_chars} characters.", name
+                SEARCH_FILTER_TOO_LONG.format(name=name, max_chars=limits.max_filter_chars), name
             )

@@ -35,6 +35,7 @@ import structlog
 
 from api.errors import ApiError
 from api.ports import CachedProfile, ProfileCache
+from contracts.api_messages import PROFILE_CHANGES_PAUSED
 from contracts.errors import PipelineError
 from contracts.failures import REDIS, boundary
 from contracts.keys import (
@@ -256,9 +257,6 @@ class NoProfileCache:
 
     async def end_change(self, user_id: uuid.UUID) -> None:
         return None
-
-
-PROFILE_CHANGES_PAUSED: Final = "Profile changes are paused for a moment: try again shortly."
 
 
 class ProfileChangesPaused(ApiError):

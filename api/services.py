@@ -18,25 +18,27 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from api.auth import Passwords, Tokens
-from api.errors import (
-    ACCOUNT_GONE,
-    BAD_CREDENTIALS,
-    BAD_CURSOR,
-    NOT_PENDING,
-    NOT_YOUR_DATA,
-    ONLY_ADDRESSEE,
-    ONLY_CONNECTIONS,
-    ONLY_CONNECTIONS_COMMENT,
-    BadRequest,
-    Forbidden,
-    NotFound,
-    Unauthenticated,
-)
+from api.errors import BadRequest, Forbidden, NotFound, Unauthenticated
 from api.ports import PeopleSearch, ProfileCache, UnreadCounters
 from api.profile_cache import FailSafeProfileCache, NoProfileCache
 from api.ratelimit import RedisRateLimiter, SignInGuard
 from api.uow import UnitOfWork, UnitsOfWork
 from contracts import validation as v
+from contracts.api_messages import (
+    ACCOUNT_GONE,
+    BAD_CREDENTIALS,
+    BAD_CURSOR,
+    NO_SUCH_CONNECTION_REQUEST,
+    NO_SUCH_POST,
+    NO_SUCH_SKILL,
+    NO_SUCH_USER,
+    NOT_PENDING,
+    NOT_YOUR_DATA,
+    ONLY_ADDRESSEE,
+    ONLY_CONNECTIONS,
+    ONLY_CONNECTIONS_COMMENT,
+    SKILL_NAME_REQUIRED,
+)
 from contracts.dto import FeedItemDTO, ProfileDTO, SearchHitDTO
 from contracts.events import (
     CommentCreated,
@@ -166,7 +168,7 @@ class Services:
             if found is None:
                 found = await uow.users.load_profile(user_id)
                 if found is None:
-                    raise NotFound("No such user.")
+                    raise NotFound(NO_SUCH_USER)
             # Connections are read from PostgreSQL on every read, never cached: an
             # accepted request shows a private profile at once, with nothing to drop.
             connected = (
@@ -231,7 +233,7 @@ class Services:
     async def add_skill(self, me: uuid.UUID, name: str, correlation: str) -> Skill:
         _checked(v.check_text_length, name, "skillName", "Skill name", TEXT_LIMIT)
         if not name.strip():
-            raise BadRequest("Skill name cannot be empty.", "skillName")
+            raise BadRequest(SKILL_NAME_REQUIRED, "skillName")
         async with self.profiles.changing(me), self.units() as uow:
             await _hold(uow, me)
             skill = await uow.users.add_skill(me, name.strip())
@@ -243,7 +245,7 @@ class Services:
             await _hold(uow, me)
             owner = await uow.users.skill_owner(skill_id)
             if owner is None:
-                raise NotFound("No such skill.")
+                raise NotFound(NO_SUCH_SKILL)
             if owner != me:
                 raise Forbidden(NOT_YOUR_DATA)
             await uow.users.remove_skill(skill_id)
@@ -270,7 +272,7 @@ class Services:
         async with self.units() as uow:
             await _hold(uow, me)
             if not await uow.social.user_exists(user_id):
-                raise NotFound("No such user.")
+                raise NotFound(NO_SUCH_USER)
             # The database holds one live relationship per pair (docs/api-abuse.md):
             # its answer, not an earlier read, says which one the pair already has.
             try:
@@ -295,7 +297,7 @@ class Services:
             await _hold(uow, me)
             found = await uow.social.connection_for_update(connection_id)
             if found is None:
-                raise NotFound("No such connection request.")
+                raise NotFound(NO_SUCH_CONNECTION_REQUEST)
             if found.addressee_id != me:
                 raise Forbidden(ONLY_ADDRESSEE)
             if found.status != "pending":
@@ -347,7 +349,7 @@ class Services:
             await _hold(uow, me)
             author = await uow.posts.post_author(post_id)
             if author is None:
-                raise NotFound("No such post.")
+                raise NotFound(NO_SUCH_POST)
             # Comments come from the author's circle (docs/api-abuse.md): the author
             # and the author's accepted connections, the people the post reached.
             if author != me and not await uow.social.are_connected(me, author):

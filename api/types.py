@@ -14,9 +14,10 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from api.errors import AUTH_REQUIRED, BadRequest, Unauthenticated
+from api.errors import BadRequest, Unauthenticated
 from api.limits import ApiLimits, ResolverSlots, SearchShares
 from api.services import Services
+from contracts.api_messages import AUTH_REQUIRED, INVALID_ID
 from contracts.dto import ProfileDTO
 from store.social import ConnectionRow, MessageRow
 
@@ -225,7 +226,7 @@ def parse_id(value: strawberry.ID, field: str) -> uuid.UUID:
     try:
         return uuid.UUID(str(value))
     except ValueError:
-        raise BadRequest(f"{field} is not a valid id.", field) from None
+        raise BadRequest(INVALID_ID.format(field=field), field) from None
 
 
 def to_profile(p: ProfileDTO) -> Profile:

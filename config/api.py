@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 
 from api.app import create_app
 from api.auth import Passwords, Tokens
-from api.limits import SEARCH_TOO_SLOW, ApiLimits, Busy
+from api.limits import ApiLimits, Busy
 from api.ports import PeopleHit, ProfileCache, UnreadCounters
 from api.profile_cache import RedisProfileCache
 from api.ratelimit import AbuseLimits, Rate, RedisRateLimiter, SignInGuard
@@ -27,6 +27,7 @@ from config.search import open_search_index
 from config.settings import Settings
 from config.startup import check_dependencies, listening_socket
 from config.tracing import start_tracing
+from contracts.api_messages import SEARCH_TOO_SLOW
 from contracts.failures import POSTGRES, REDIS
 from pipelines.notifications.redis_counters import RedisUnreadCounters
 from pipelines.search.ports import SearchIndex, SearchQuery

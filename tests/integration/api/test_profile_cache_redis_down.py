@@ -15,8 +15,8 @@ import pytest
 import redis.asyncio as redis_asyncio
 from prometheus_client import REGISTRY
 
-from api.profile_cache import PROFILE_CHANGES_PAUSED
 from config.clients import no_client_retries
+from contracts.api_messages import PROFILE_CHANGES_PAUSED
 from tests.integration.api.client import Api
 from tests.settings import PortFactory
 

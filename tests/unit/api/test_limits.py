@@ -11,7 +11,6 @@ from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
 
 from api.http import RequestRejected, nesting_of, parse_body, preferred_media_type
 from api.limits import (
-    BUSY,
     Busy,
     ResolverSlots,
     SearchShares,
@@ -21,6 +20,7 @@ from api.limits import (
 )
 from api.limits import nesting_of as field_nesting
 from config.settings import SettingsError, load_settings
+from contracts.api_messages import BUSY
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"

@@ -11,7 +11,12 @@ from argon2 import PasswordHasher
 from prometheus_client import REGISTRY
 
 from api.auth import Passwords, Tokens
-from api.errors import (
+from api.errors import BadRequest, Forbidden, NotFound, Unauthenticated
+from api.profile_cache import ProfileChangesPaused
+from api.ratelimit import SignInGuard
+from api.services import Services
+from contracts import validation as v
+from contracts.api_messages import (
     ACCOUNT_GONE,
     BAD_CREDENTIALS,
     NOT_PENDING,
@@ -19,15 +24,8 @@ from api.errors import (
     ONLY_ADDRESSEE,
     ONLY_CONNECTIONS,
     ONLY_CONNECTIONS_COMMENT,
-    BadRequest,
-    Forbidden,
-    NotFound,
-    Unauthenticated,
+    PROFILE_CHANGES_PAUSED,
 )
-from api.profile_cache import PROFILE_CHANGES_PAUSED, ProfileChangesPaused
-from api.ratelimit import SignInGuard
-from api.services import Services
-from contracts import validation as v
 from contracts.events import (
     CommentCreated,
     ConnectionAccepted,

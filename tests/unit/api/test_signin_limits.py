@@ -13,10 +13,11 @@ from argon2 import PasswordHasher
 from argon2.exceptions import VerifyMismatchError
 
 from api.auth import Passwords, Tokens
-from api.errors import BAD_CREDENTIALS, SignInBusy, TooManyRequests, Unauthenticated
+from api.errors import SignInBusy, TooManyRequests, Unauthenticated
 from api.ratelimit import AbuseLimits, Rate, SignInGuard, address_subject, gcra
 from api.services import Services
 from config.api import sign_in_limits
+from contracts.api_messages import BAD_CREDENTIALS
 from tests.api_fakes import FakeRateLimiter, FakeUnitsOfWork, FakeUnreadCounters
 from tests.settings import SettingsFactory
 

@@ -25,6 +25,9 @@ from config.settings import Settings
 from loadtest.emulator import free_port
 
 START_TIMEOUT: Final = 60.0
+CONNECTIONS_SERVICE: Final = "connections-service"
+# Children that other children call: stopped after those callers (`ProcessGroup.stop`).
+SERVICES: Final = frozenset({CONNECTIONS_SERVICE})
 
 
 class ProcessError(Exception):
@@ -83,7 +86,7 @@ class ProcessGroup:
 
     def add_connections_service(self) -> None:
         """The gRPC Connections Service, on the settings' CONNECTIONS_SERVICE_ADDR."""
-        self._add("connections-service", ["connections-service"])
+        self._add(CONNECTIONS_SERVICE, ["connections-service"])
 
     def add_api(self) -> str:
         """Adds the API on a free loopback port; returns its GraphQL URL."""
@@ -137,22 +140,25 @@ class ProcessGroup:
     async def stop(self, grace: float) -> list[str]:
         """SIGTERM everyone, wait up to `grace`, then kill; returns who had to be killed.
 
-        Cancelled while waiting (a second Ctrl-C cancels every task), it kills
-        whoever is still draining before it gives way, so no child outlives us.
+        A service other children call (the Connections Service) stops last: it
+        keeps answering until the workers that read from it have drained, so
+        their last messages do not meet it gone. Cancelled while waiting (a
+        second Ctrl-C cancels every task), it kills whoever is still draining
+        before it gives way, so no child outlives us.
         """
         running = [c for c in self.children if c.proc and c.proc.returncode is None]
-        for child in running:
+        services = [c for c in running if c.name in SERVICES]
+        clients = [c for c in running if c.name not in SERVICES]
+        for child in clients:
             self._signal(child, signal.SIGTERM)
         killed: list[str] = []
         try:
-            for child in running:
-                assert child.proc is not None
-                try:
-                    await asyncio.wait_for(child.proc.wait(), timeout=grace)
-                except TimeoutError:
-                    killed.append(child.name)
-                    self._signal(child, signal.SIGKILL)
-                    await child.proc.wait()
+            if services:
+                workers = [c for c in clients if c.name.startswith("worker-")]
+                await self._reap(workers, grace, killed)
+                for child in services:
+                    self._signal(child, signal.SIGTERM)
+            await self._reap(running, grace, killed)
         except asyncio.CancelledError:
             for child in running:
                 self._signal(child, signal.SIGKILL)
@@ -162,6 +168,18 @@ class ProcessGroup:
                 if child.log:
                     child.log.close()
         return killed
+
+    async def _reap(self, children: list[Child], grace: float, killed: list[str]) -> None:
+        """Wait for each of `children` to exit, up to `grace`; kill (and note) the rest."""
+        for child in children:
+            assert child.proc is not None
+            try:
+                await asyncio.wait_for(child.proc.wait(), timeout=grace)
+            except TimeoutError:
+                if child.name not in killed:
+                    killed.append(child.name)
+                self._signal(child, signal.SIGKILL)
+                await child.proc.wait()
 
     @staticmethod
     def _signal(child: Child, signum: int) -> None:

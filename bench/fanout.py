@@ -44,7 +44,7 @@ from loadtest.redis_binaries import RedisBinaryError, find_redis_binary
 from pipelines.feed.distribution import Distributor
 from pipelines.feed.ports import FeedStore
 from pipelines.feed.redis_feeds import RedisFeedStore, trim_slack
-from transforms.fanout import FanoutPlan, plan_fanout
+from transforms.fanout import FanoutPlan, PackedIds, plan_fanout
 
 REFERENCE_RE = re.compile(r"LPUSH:\s*([\d.]+)\s+requests per second")
 RESTORE_CHUNK = 1000
@@ -252,7 +252,9 @@ async def scenario(target: Target, options: Options, feeds: int, *, prefilled: b
     client = target.client
     store = target.store(max_length=options.max_length, marker_ttl=86_400)
     distributor = Distributor(store, parallelism=options.parallelism)
-    recipients = [uuid.uuid4() for _ in range(feeds)]
+    # Packed and sorted, as the worker gets them from PostgreSQL or the connection cache.
+    packed = b"".join(sorted(uuid.uuid4().bytes for _ in range(feeds)))
+    recipients = PackedIds(packed, ordered=True)
     base = plan_fanout(uuid.uuid4(), uuid.uuid4(), recipients, options.batch_size)
     seconds: list[float] = []
     references: list[float] = []

@@ -158,7 +158,7 @@ SELECT requester_id AS a, addressee_id AS b FROM connections
 
 async def redis_floor(
     pool: asyncpg.Pool, redis: aioredis.Redis, users: Sequence[Any], envelopes: Sequence[Envelope]
-) -> tuple[float, float]:
+) -> tuple[float, int]:
     """Redis CPU seconds and pushes of the posts' fan-outs as bare pipelined LPUSHes."""
     posts = [e.payload for e in envelopes if isinstance(e.payload, PostCreated)]
     friends: dict[uuid.UUID, set[uuid.UUID]] = {p.author_id: set() for p in posts}

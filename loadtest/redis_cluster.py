@@ -30,7 +30,7 @@ LOOPBACK = "127.0.0.1"
 START_SECONDS = 30.0
 BUS_OFFSET = 10000  # a node's cluster bus listens on its port + 10000
 SPAWN_TRIES = 3
-_LOWEST_PORT = 15000
+LOWEST_PORT = 15000
 
 
 class ClusterError(Exception):
@@ -147,7 +147,8 @@ class LocalCluster:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _bindable(port: int) -> bool:
+def bindable(port: int) -> bool:
+    """Whether a server could listen on `port` of the loopback address now."""
     with socket.socket() as probe:
         try:
             probe.bind((LOOPBACK, port))
@@ -156,7 +157,8 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def _ephemeral_low() -> int:
+def ephemeral_low() -> int:
+    """The lowest port the kernel hands to outgoing connections."""
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -170,15 +172,15 @@ def free_cluster_ports(count: int) -> list[int]:
     one of them between this probe and the server's bind, or while a stopped
     node is down.
     """
-    highest = max(_ephemeral_low() - BUS_OFFSET, _LOWEST_PORT + count)
+    highest = max(ephemeral_low() - BUS_OFFSET, LOWEST_PORT + count)
     ports: list[int] = []
     for _ in range(1000):
-        port = random.randrange(_LOWEST_PORT, highest)
-        if port not in ports and _bindable(port) and _bindable(port + BUS_OFFSET):
+        port = random.randrange(LOWEST_PORT, highest)
+        if port not in ports and bindable(port) and bindable(port + BUS_OFFSET):
             ports.append(port)
             if len(ports) == count:
                 return ports
-    raise ClusterError(f"not enough free loopback ports between {_LOWEST_PORT} and {highest}")
+    raise ClusterError(f"not enough free loopback ports between {LOWEST_PORT} and {highest}")
 
 
 def _wait(ready: Callable[[], bool], deadline: float, what: str) -> None:

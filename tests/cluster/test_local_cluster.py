@@ -9,8 +9,8 @@ from loadtest.redis_cluster import (
     BUS_OFFSET,
     LOOPBACK,
     LocalCluster,
-    _ephemeral_low,
     cluster_ok,
+    ephemeral_low,
     free_cluster_ports,
 )
 
@@ -19,7 +19,7 @@ def test_ports_and_their_bus_ports_lie_below_the_ephemeral_range() -> None:
     ports = free_cluster_ports(6)
 
     assert len(set(ports)) == 6
-    assert all(port + BUS_OFFSET < _ephemeral_low() for port in ports)
+    assert all(port + BUS_OFFSET < ephemeral_low() for port in ports)
 
 
 def test_a_node_whose_port_is_taken_before_it_binds_is_started_on_another() -> None:

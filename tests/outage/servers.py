@@ -38,6 +38,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from loadtest import redis_binaries
+from loadtest.redis_cluster import LOWEST_PORT, bindable, ephemeral_low
 from store.migrate import available
 
 LOOPBACK = "127.0.0.1"
@@ -45,7 +46,6 @@ START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 15.0
 _POLL_SECONDS = 0.02
 # Below the ephemeral range there are enough ports, and the lowest ones are left to services.
-_LOWEST_PORT = 15000
 # PostgreSQL refuses to run as root; it runs as one of these then (the first that exists).
 _PG_USERS = ("postgres", "socialpipe-pg")
 
@@ -71,22 +71,6 @@ def port_answers(port: int, timeout: float = 0.25) -> bool:
         return False
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((LOOPBACK, port))
-        except OSError:
-            return False
-    return True
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
 def pick_port() -> int:
     """A free loopback port outside the kernel's ephemeral range.
 
@@ -94,12 +78,12 @@ def pick_port() -> int:
     connections take their local ports from the ephemeral range, so a port
     below it is not taken by some client while the server is down.
     """
-    high = _ephemeral_low()
+    high = ephemeral_low()
     for _ in range(200):
-        port = random.randrange(_LOWEST_PORT, max(high, _LOWEST_PORT + 1))
-        if _bindable(port):
+        port = random.randrange(LOWEST_PORT, max(high, LOWEST_PORT + 1))
+        if bindable(port):
             return port
-    raise ServerError(f"no free loopback port between {_LOWEST_PORT} and {high}")
+    raise ServerError(f"no free loopback port between {LOWEST_PORT} and {high}")
 
 
 def log_tail(log_file: Path) -> str:

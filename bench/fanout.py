@@ -12,6 +12,14 @@ a local one of 3 masters started for the run (bench/cluster.py), or the one of
 `--cluster-url` (all its masters are flushed); the reference is then
 `redis-benchmark --cluster -t lpush -P 100` on that cluster.
 
+The reference pushes to one list per server. A fan-out creates a list per
+fresh feed, which costs Redis itself more than twice a push to a list that
+exists, so the run also measures the fresh-key floor: `redis-benchmark` (C,
+50 clients, `-P 100`) pushing each request to a new key (`-r`), on the same
+target, and gives each scenario's entries/s as a share of it (`of floor`).
+`cli µs` is the benchmark process's own CPU per entry (user + system) during
+the timed runs: the client's share of the work, which the ratio cannot show.
+
     python -m bench.fanout [--sizes 10000,100000] [--full-sizes 10000,100000] ...
     python -m bench.fanout --cluster [--cluster-url redis+cluster://host:port/0] ...
 """
@@ -47,6 +55,11 @@ from pipelines.feed.redis_feeds import RedisFeedStore, trim_slack
 from transforms.fanout import FanoutPlan, PackedIds, plan_fanout
 
 REFERENCE_RE = re.compile(r"LPUSH:\s*([\d.]+)\s+requests per second")
+RATE_RE = re.compile(r"([\d.]+)\s+requests per second")
+# The fresh-key floor's key: `{tag}` is the node's hash tag under --cluster, literal text
+# otherwise; every request draws a new __rand_int__, so nearly every push makes a list.
+FLOOR_KEY = "feed:{tag}:__rand_int__"
+FLOOR_KEYSPACE = "1000000000"
 RESTORE_CHUNK = 1000
 REFERENCE_KEY = "mylist"  # where redis-benchmark's LPUSH test writes
 
@@ -62,6 +75,7 @@ class Options:
     repeat: int
     reference_requests: int
     paired_requests: int
+    floor_requests: int = 0
     cluster: bool = False
 
 
@@ -73,6 +87,7 @@ class Scenario:
     paired_references: list[float]
     server_usec_per_entry: float
     redelivery_seconds: float
+    client_usec_per_entry: float = 0.0
 
     @property
     def entries_per_second(self) -> float:
@@ -168,13 +183,25 @@ def redis_benchmark(url: str, requests: int) -> float:
 
 def run_redis_benchmark(args: Sequence[str], requests: int) -> float:
     """Requests/s of `redis-benchmark <args> -q -t lpush -P 100 -n <requests>`."""
+    return _redis_benchmark_rate([*args, "-t", "lpush"], [], requests, REFERENCE_RE)
+
+
+def run_fresh_key_floor(args: Sequence[str], requests: int) -> float:
+    """Requests/s of `redis-benchmark` LPUSHing one post id to a new key per request."""
+    command = ["LPUSH", FLOOR_KEY, str(uuid.uuid4())]
+    return _redis_benchmark_rate([*args, "-r", FLOOR_KEYSPACE], command, requests, RATE_RE)
+
+
+def _redis_benchmark_rate(
+    options: Sequence[str], command: Sequence[str], requests: int, pattern: re.Pattern[str]
+) -> float:
     try:
         exe = find_redis_binary("redis-benchmark")
     except RedisBinaryError as exc:
         raise SystemExit(f"{exc}; it provides the reference figure.") from exc
-    cmd = [exe, *args, "-q", "-t", "lpush", "-P", "100", "-n", str(requests)]
+    cmd = [exe, *options, "-q", "-P", "100", "-n", str(requests), *command]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300).stdout
-    found = REFERENCE_RE.findall(out.replace("\r", "\n"))
+    found = pattern.findall(out.replace("\r", "\n"))
     if not found:
         raise SystemExit(f"Could not read redis-benchmark output: {out[-200:]!r}.")
     return float(found[-1])
@@ -259,6 +286,7 @@ async def scenario(target: Target, options: Options, feeds: int, *, prefilled: b
     seconds: list[float] = []
     references: list[float] = []
     server_usec: list[float] = []
+    client_usec: list[float] = []
     plan = base
     if prefilled:
         # Filled once: after each push the feeds are full again, the steady state.
@@ -271,14 +299,22 @@ async def scenario(target: Target, options: Options, feeds: int, *, prefilled: b
             await target.flush()
         plan = dataclasses.replace(base, post_id=uuid.uuid4())
         script_before = await target.script_usec()
+        cpu_before = time.process_time()
         seconds.append(await timed_distribution(distributor, plan, careful=False))
+        client_usec.append((time.process_time() - cpu_before) * 1e6)
         server_usec.append(await target.script_usec() - script_before)
         await check_feeds(client, plan, options.max_length, prefilled)
     # A redelivery of the last post: another owner, so every feed is checked first.
     redelivery = await timed_distribution(distributor, plan, careful=True)
     await target.flush()
     return Scenario(
-        feeds, prefilled, seconds, references, statistics.median(server_usec) / feeds, redelivery
+        feeds,
+        prefilled,
+        seconds,
+        references,
+        statistics.median(server_usec) / feeds,
+        redelivery,
+        statistics.median(client_usec) / feeds,
     )
 
 
@@ -314,36 +350,45 @@ async def run_scenarios(options: Options) -> list[Scenario]:
         await target.close()
 
 
-def report(options: Options, results: list[Scenario], before: float, after: float) -> None:
+def report(
+    options: Options, results: list[Scenario], before: float, after: float, floor: float | None
+) -> None:
     reference = (before + after) / 2
     label = ClusterTarget.label if options.cluster else SingleTarget.label
     print(f"reference: {label}: {before:,.0f} / {after:,.0f} req/s")
+    if floor:
+        print(
+            f"fresh-key floor: the same, one new key per request: {floor:,.0f} req/s"
+            f" ({floor / reference:.3f} of the reference)"
+        )
     print(
         f"batch size {options.batch_size}, parallelism {options.parallelism},"
         f" feed limit {options.max_length}, median of {options.repeat} runs"
     )
     header = f"{'feeds':>8} {'state':<6} {'entries/s':>11} {'ratio':>6} {'best':>6}"
-    print(header + f" {'paired':>6} {'srv µs':>6} {'redeliv/s':>11}")
+    print(header + f" {'paired':>6} {'srv µs':>6} {'cli µs':>6} {'redeliv/s':>11} {'of floor':>8}")
     for r in results:
         paired = f"{r.paired_ratio:>6.3f}" if r.paired_ratio is not None else f"{'-':>6}"
+        of_floor = f"{r.entries_per_second / floor:>8.3f}" if floor else f"{'-':>8}"
         print(
             f"{r.feeds:>8} {'full' if r.prefilled else 'fresh':<6}"
             f" {r.entries_per_second:>11,.0f} {r.entries_per_second / reference:>6.3f}"
             f" {r.best_entries_per_second / reference:>6.3f} {paired}"
-            f" {r.server_usec_per_entry:>6.2f}"
-            f" {r.feeds / r.redelivery_seconds:>11,.0f}"
+            f" {r.server_usec_per_entry:>6.2f} {r.client_usec_per_entry:>6.2f}"
+            f" {r.feeds / r.redelivery_seconds:>11,.0f} {of_floor}"
         )
-    print(orjson.dumps(_summary(options, results, before, after)).decode())
+    print(orjson.dumps(_summary(options, results, before, after, floor)).decode())
 
 
 def _summary(
-    options: Options, results: list[Scenario], before: float, after: float
+    options: Options, results: list[Scenario], before: float, after: float, floor: float | None
 ) -> dict[str, Any]:
     reference = (before + after) / 2
     return {
         "bench": "fanout",
         "mode": "cluster" if options.cluster else "single",
         "reference_lpush_rps": {"before": before, "after": after, "mean": reference},
+        "fresh_key_floor_rps": floor,
         "batch_size": options.batch_size,
         "parallelism": options.parallelism,
         "feed_max_length": options.max_length,
@@ -358,6 +403,8 @@ def _summary(
                 "paired_ratio": None if r.paired_ratio is None else round(r.paired_ratio, 4),
                 "paired_references": [round(x) for x in r.paired_references],
                 "server_usec_per_entry": round(r.server_usec_per_entry, 3),
+                "client_cpu_usec_per_entry": round(r.client_usec_per_entry, 3),
+                "of_fresh_key_floor": round(r.entries_per_second / floor, 4) if floor else None,
                 "seconds": [round(s, 4) for s in r.seconds],
                 "redelivery_checks_per_second": round(r.feeds / r.redelivery_seconds),
             }
@@ -398,6 +445,12 @@ def parse_args(argv: Sequence[str]) -> Options:
         help="requests of the short reference before each timed run (0: none)",
     )
     parser.add_argument(
+        "--floor-requests",
+        type=int,
+        default=300_000,
+        help="requests of the fresh-key floor, one new key each (0: not measured)",
+    )
+    parser.add_argument(
         "--cluster",
         action="store_true",
         help="run on a local 3-master Redis Cluster started for the run",
@@ -421,6 +474,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         repeat=args.repeat,
         reference_requests=args.reference_requests,
         paired_requests=args.paired_requests,
+        floor_requests=args.floor_requests,
         cluster=cluster,
     )
 
@@ -444,7 +498,11 @@ def run(options: Options) -> None:
     args = cluster_benchmark_args(options.redis_url) if options.cluster else None
     args = args or redis_benchmark_args(options.redis_url)
     before = run_redis_benchmark(args, options.reference_requests)
+    floor = None
     try:
+        if options.floor_requests:
+            # Its keys go with the flush that starts the scenarios.
+            floor = run_fresh_key_floor(args, options.floor_requests)
         # uvloop, as the worker runs under `socialpipe` (cli.common.run).
         results = uvloop.run(run_scenarios(options))
     finally:
@@ -453,7 +511,7 @@ def run(options: Options) -> None:
             asyncio.run(_flush_cluster(options.redis_url))
         else:
             asyncio.run(_flush(options.redis_url))
-    report(options, results, before, after)
+    report(options, results, before, after, floor)
 
 
 async def _flush_cluster(url: str) -> None:

@@ -11,10 +11,11 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import overload
+from typing import TypeVar, overload
 
 DIGEST_BYTES = 8
 UUID_BYTES = 16
+T = TypeVar("T")
 
 
 class PackedIds(Sequence[uuid.UUID]):
@@ -25,15 +26,21 @@ class PackedIds(Sequence[uuid.UUID]):
     target cost the feed worker about a tenth of its time.
     """
 
-    __slots__ = ("ordered", "packed")
+    __slots__ = ("by_slot", "ordered", "packed")
 
-    def __init__(self, packed: bytes, *, ordered: bool = False) -> None:
+    def __init__(self, packed: bytes, *, ordered: bool = False, by_slot: bool = False) -> None:
         """`ordered`: the source guarantees the ids sorted by their bytes and distinct
-        (PostgreSQL's keyset read does), so a plan can cut batches without sorting."""
+        (PostgreSQL's keyset read does), so a plan can cut batches without sorting.
+
+        `by_slot`: distinct and in Redis Cluster slot order of their feeds (made by
+        `pipelines.feed.cluster_feeds.slot_ordered`), so each batch cut from them
+        lands on one master or two; a plan keeps that order.
+        """
         if len(packed) % UUID_BYTES:
             raise ValueError(f"Packed ids must be a multiple of {UUID_BYTES} bytes long.")
         self.packed = packed
         self.ordered = ordered
+        self.by_slot = by_slot
 
     def __len__(self) -> int:
         return len(self.packed) // UUID_BYTES
@@ -110,7 +117,12 @@ def plan_fanout(
     connections: Iterable[uuid.UUID],
     batch_size: int,
 ) -> FanoutPlan:
-    """Recipients deduplicated, the author excluded, sorted, cut into `batch_size` batches."""
+    """Recipients deduplicated, the author excluded, sorted, cut into `batch_size` batches.
+
+    Sorted by id, unless `connections` come in a cluster's slot order
+    (`PackedIds.by_slot`): then that order is kept and the batches are taken
+    in `spread` order.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     if isinstance(connections, PackedIds):
@@ -139,11 +151,14 @@ def _plan_packed(
 ) -> FanoutPlan:
     # 16-byte big-endian strings sort like the integers, so these batches and
     # digests equal those of the UUID path; bytes hash and compare in C.
-    if connections.ordered:
-        # Already sorted and distinct: the batches are slices of the packed bytes,
-        # with no object per recipient at all.
+    if connections.ordered or connections.by_slot:
+        # Distinct and in the order to cut: the batches are slices of the packed
+        # bytes, with no object per recipient at all.
         raw, step = _without(connections.packed, author_id.bytes), batch_size * UUID_BYTES
-        batches = tuple(_packed_batch(raw[i : i + step]) for i in range(0, len(raw), step))
+        cut = tuple(_packed_batch(raw[i : i + step]) for i in range(0, len(raw), step))
+        # In slot order, consecutive batches lie side by side in the slot space, on
+        # one master: they are taken in spread order instead.
+        batches = spread(cut) if connections.by_slot else cut
         return FanoutPlan(post_id=post_id, author_id=author_id, batches=batches)
     unique = set(connections.chunks())
     unique.discard(author_id.bytes)
@@ -153,6 +168,19 @@ def _plan_packed(
         for start in range(0, len(ordered), batch_size)
     )
     return FanoutPlan(post_id=post_id, author_id=author_id, batches=batches)
+
+
+def spread(batches: Sequence[T]) -> tuple[T, ...]:
+    """`batches` in bit-reversed order of their positions: 0, n/2, n/4, 3n/4, …
+
+    Batches cut from slot-ordered ids follow the slot space, and the masters own
+    ranges of it. Any run of consecutive batches in this order is spread across
+    the slot space, so the `FANOUT_PARALLELISM` batches in flight go to different
+    masters instead of queueing on one, whatever the number of masters.
+    """
+    bits = max(len(batches) - 1, 0).bit_length()
+    order = sorted(range(len(batches)), key=lambda i: int(f"{i:0{bits}b}"[::-1] or "0", 2))
+    return tuple(batches[i] for i in order)
 
 
 def _without(packed: bytes, member: bytes) -> bytes:

@@ -49,7 +49,7 @@ import hashlib
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Final
@@ -76,6 +76,7 @@ from contracts.keys import FEED_PREFIX, careful_until_key, fanout_marker_key, fe
 from pipelines.feed.ports import BatchResult
 from pipelines.feed.redis_feeds import bulk, feed_keys_resp, trim_slack
 from store.redis_cluster import connection_permit
+from transforms.fanout import PackedIds
 
 PUSH_SCRIPT: Final = resources.files("pipelines.feed").joinpath("cluster_push.lua").read_bytes()
 # Redis 7 and newer: one call per node for every feed of a batch on that node.
@@ -497,12 +498,36 @@ def _sha1(script: bytes) -> bytes:
 _UNTAGGED: Final = "{" not in FEED_PREFIX
 
 
-def _slots(keys: list[bytes], indexes: list[int]) -> list[int]:
+def _slots(keys: list[bytes], indexes: Iterable[int]) -> list[int]:
     """The hash slot of each of `keys[i]` for i in `indexes` (`redis.crc.key_slot`'s answer)."""
     if not _UNTAGGED:
         return [key_slot(keys[i][_KEY_START:-2]) for i in indexes]
     crc = binascii.crc_hqx
     return [crc(keys[i][_KEY_START:-2], 0) & (REDIS_CLUSTER_HASH_SLOTS - 1) for i in indexes]
+
+
+def slot_ordered(ids: Sequence[uuid.UUID]) -> PackedIds:
+    """`ids`, distinct, sorted by the hash slot of their feed key, then by id.
+
+    What the connection cache holds on a cluster (config/feed.py): a fan-out
+    plan cuts its batches in this order (`PackedIds.by_slot`), so a batch of
+    1,000 out of 100,000 recipients spans about 160 of the 16,384 slots and
+    nearly always goes to one master: one script call per batch instead of one
+    per master. The order is a pure function of the set of ids, so a redelivery
+    plans the same batches with the same digests. It costs about 0.6 µs per id
+    (key text, CRC16, sort), paid when the list is read from its source and
+    cached, not per post.
+    """
+    if isinstance(ids, PackedIds) and ids.ordered:
+        chunks = ids.chunks()
+    else:
+        raw = ids if isinstance(ids, PackedIds) else PackedIds(b"".join(i.bytes for i in ids))
+        chunks = sorted(set(raw.chunks()))
+    keys = _split_keys(feed_keys_resp(PackedIds(b"".join(chunks))), len(chunks))
+    slots = _slots(keys, range(len(keys)))
+    # Stable: ids of one slot keep their id order.
+    order = sorted(range(len(chunks)), key=slots.__getitem__)
+    return PackedIds(b"".join([chunks[i] for i in order]), by_slot=True)
 
 
 def _split_keys(packed: bytes, count: int) -> list[bytes]:

@@ -31,7 +31,7 @@ from connections_service.client import ConnectionsClient, open_channel
 from contracts.failures import CONNECTIONS_SERVICE, POSTGRES, REDIS
 from contracts.outcomes import Probe
 from pipelines.feed.breaker import CircuitBreaker, Clock
-from pipelines.feed.cluster_feeds import ClusterFeedStore
+from pipelines.feed.cluster_feeds import ClusterFeedStore, slot_ordered
 from pipelines.feed.distribution import Distributor
 from pipelines.feed.enrichment import ConnectionLookup
 from pipelines.feed.grpc_connections import GrpcConnectionSource
@@ -142,12 +142,16 @@ async def build_feed_handler(
         open_seconds=settings.breaker_open_seconds,
         clock=clock or time.monotonic,
     )
+    # On a cluster the lists are cached in slot order: each fan-out batch, one master.
+    by_slot = isinstance(redis, RedisCluster)
     cache = RedisConnectionCache(
         redis,
         fresh_ttl=settings.connections_cache_ttl,
         stale_ttl=settings.connections_stale_ttl,
+        by_slot=by_slot,
     )
-    lookup = ConnectionLookup(reader, cache, breaker, dependency=dependency)
+    arrange = slot_ordered if by_slot else None
+    lookup = ConnectionLookup(reader, cache, breaker, dependency=dependency, arrange=arrange)
     if service_probe is not None:
         probes[CONNECTIONS_SERVICE] = lookup.source_probe(service_probe)
     store = traced(feed_store(redis, settings), "redis", "push_batch")

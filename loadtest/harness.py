@@ -41,6 +41,7 @@ from loadtest.latency import FeedProbe
 from loadtest.processes import ProcessGroup
 from loadtest.search_probe import IndexVersions, PostgresVersions, SearchProbe, VersionSource
 from pipelines.feed.enrichment import stale_cache_key
+from pipelines.feed.redis_cache import slots_cache_key
 from store.db import create_pool, with_database
 from store.migrate import upgrade
 
@@ -230,6 +231,8 @@ async def forget_users(redis: AnyRedis, users: tuple[Any, ...]) -> None:
     """Delete the graph users' feeds, cached connections and cached profiles, so a run
     starts cold and empty (the ids are the same every run; the tables are reset)."""
     keys = [k for u in users for k in (feed_key(u), connections_cache_key(u), stale_cache_key(u))]
+    # The same lists in slot order, as a Redis Cluster deployment caches them.
+    keys += [k for u in users for k in (slots_cache_key(u), stale_cache_key(u, by_slot=True))]
     keys += [profile_cache_key(u) for u in users]
     await delete_keys(redis, keys)
 

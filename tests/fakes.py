@@ -11,6 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from contracts.events import Envelope
 from contracts.outcomes import ACK, Outcome, Probe
+from pipelines.feed.breaker import CircuitBreaker
 from pipelines.feed.ports import BatchResult, CachedConnections, FeedStore
 
 Behaviour = Callable[[Envelope, int], Awaitable[Outcome]]
@@ -83,6 +84,20 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def connections_breaker() -> CircuitBreaker:
+    """The connection reads' breaker with small thresholds (opens after 2 calls at
+    50 % failures, for 30 s), on a `FakeClock`."""
+    return CircuitBreaker(
+        "connections",
+        failure_rate=0.5,
+        window_seconds=60,
+        min_calls=2,
+        call_timeout=2,
+        open_seconds=30,
+        clock=FakeClock(),
+    )
 
 
 class SourceDown(ConnectionError):

@@ -8,12 +8,17 @@ Source reads (PostgreSQL, or the Connections Service: `dependency` names it)
 go through a circuit breaker. The stale copy is not dropped on
 invalidation on purpose: during an outage, a list missing the newest
 connection is better than no fan-out at all.
+
+On a Redis Cluster every list read from the source is put in slot order
+(`arrange`: `pipelines.feed.cluster_feeds.slot_ordered`) before it is cached
+and planned, so that each fan-out batch goes to one master; the cache then
+serves it in that order to every later post.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import structlog
@@ -52,9 +57,11 @@ class ConnectionLookup:
         breaker: CircuitBreaker,
         *,
         dependency: str = POSTGRES,
+        arrange: Callable[[Sequence[uuid.UUID]], Sequence[uuid.UUID]] | None = None,
     ) -> None:
         self._source = source
         self._dependency = dependency
+        self._arrange = arrange
         self._cache = cache
         self._breaker = breaker
         self._starved = False
@@ -73,8 +80,7 @@ class ConnectionLookup:
             ids = await self._breaker.call(lambda: self._source.accepted_connections(user_id))
         except Exception as exc:
             return await self._fallback(user_id, exc)
-        await self._read_fresh(user_id, ids, cached.generation)
-        return ids
+        return await self._read_fresh(user_id, ids, cached.generation)
 
     def reads(self, source: ConnectionSource) -> bool:
         """Whether `source` is the one this lookup reads (so `connections_of_post` may
@@ -101,17 +107,21 @@ class ConnectionLookup:
             if not await posts.post_exists(post_id, author_id):
                 return None
             return await self._fallback(author_id, exc)
-        if ids is not None:
-            await self._read_fresh(author_id, ids, cached.generation)
-        return ids
+        if ids is None:
+            return None
+        return await self._read_fresh(author_id, ids, cached.generation)
 
     async def _read_fresh(
         self, user_id: uuid.UUID, ids: Sequence[uuid.UUID], generation: bytes
-    ) -> None:
-        """A source read succeeded: the source serves again, and its list is cached."""
+    ) -> Sequence[uuid.UUID]:
+        """A source read succeeded: the source serves again, and its list is arranged,
+        cached and returned."""
         self._starved = self._without_fallback = False
+        if self._arrange is not None:
+            ids = self._arrange(ids)
         if not await self._cache.store_if_unchanged(user_id, ids, generation):
             log.debug("connections changed while read; not cached", userId=str(user_id))
+        return ids
 
     async def invalidate(self, *user_ids: uuid.UUID) -> None:
         """Drop the fresh cached lists, so the next read goes to the source.

@@ -6,6 +6,13 @@ dropped on invalidation) and a stale copy (`conn:{<userId>}:stale`, long TTL);
 cached. The braces are a hash tag: on a Redis Cluster the three keys of a user
 share a slot, which the store-if-unchanged script needs. Every call translates
 the client's failures at the boundary, naming Redis as the dependency.
+
+On a cluster the lists are kept in slot order (`slot_ordered`, so that each
+fan-out batch goes to one master) under keys of their own, `conn:{<userId>}:slots`
+and `conn:{<userId>}:slots:stale`: a list read from them is known to be in that
+order and distinct, while a list under the plain keys (one node, or written
+before) is planned as any list is, sorted again. Invalidation drops both fresh
+copies, whichever mode wrote them.
 """
 
 from __future__ import annotations
@@ -24,8 +31,17 @@ from transforms.fanout import PackedIds
 UUID_BYTES = 16
 
 
-def stale_cache_key(user_id: uuid.UUID) -> str:
-    return f"{connections_cache_key(user_id)}:stale"
+SLOTS_SUFFIX = ":slots"
+
+
+def slots_cache_key(user_id: uuid.UUID) -> str:
+    """The fresh copy of a user's connections in slot order, on a cluster."""
+    return f"{connections_cache_key(user_id)}{SLOTS_SUFFIX}"
+
+
+def stale_cache_key(user_id: uuid.UUID, *, by_slot: bool = False) -> str:
+    fresh = slots_cache_key(user_id) if by_slot else connections_cache_key(user_id)
+    return f"{fresh}:stale"
 
 
 def generation_key(user_id: uuid.UUID) -> str:
@@ -48,11 +64,11 @@ def pack_ids(ids: Sequence[uuid.UUID]) -> bytes:
     return b"".join(i.bytes for i in ids)
 
 
-def unpack_ids(raw: bytes | str) -> PackedIds:
+def unpack_ids(raw: bytes | str, *, by_slot: bool = False) -> PackedIds:
     """The cached ids, still packed: fan-out reads their bytes, not UUID objects."""
     if isinstance(raw, str):  # only with decode_responses=True, which this cache never uses
         raise TypeError("The connections cache needs a Redis client returning bytes.")
-    return PackedIds(raw)
+    return PackedIds(raw, by_slot=by_slot)
 
 
 def _as_bytes(value: bytes | str) -> bytes:
@@ -60,29 +76,46 @@ def _as_bytes(value: bytes | str) -> bytes:
 
 
 class RedisConnectionCache:
-    """`ConnectionCache` over a Redis client (one node or a cluster) returning bytes."""
+    """`ConnectionCache` over a Redis client (one node or a cluster) returning bytes.
+
+    `by_slot`: keep the lists in slot order under the `:slots` keys (a cluster);
+    `store_if_unchanged` then takes only lists `slot_ordered` made.
+    """
 
     def __init__(
-        self, client: redis.Redis | RedisCluster, *, fresh_ttl: int, stale_ttl: int
+        self,
+        client: redis.Redis | RedisCluster,
+        *,
+        fresh_ttl: int,
+        stale_ttl: int,
+        by_slot: bool = False,
     ) -> None:
         self._redis = client
         self._fresh_ttl = fresh_ttl
         self._stale_ttl = stale_ttl
+        self._by_slot = by_slot
+        self._fresh_key = slots_cache_key if by_slot else connections_cache_key
         self._store_script = client.register_script(STORE_IF_UNCHANGED)
 
     async def read(self, user_id: uuid.UUID) -> CachedConnections:
         with boundary("Reading cached connections from Redis", dependency=REDIS):
             cached, generation = await self._redis.mget(
-                connections_cache_key(user_id), generation_key(user_id)
+                self._fresh_key(user_id), generation_key(user_id)
             )
-        ids = None if cached is None else unpack_ids(cached)
+        ids = None if cached is None else unpack_ids(cached, by_slot=self._by_slot)
         # A missing generation counts as "": the script compares it with GET's `or ''`.
         return CachedConnections(ids, _as_bytes(generation or b""))
 
     async def store_if_unchanged(
         self, user_id: uuid.UUID, connections: Sequence[uuid.UUID], generation: bytes
     ) -> bool:
-        keys = [connections_cache_key(user_id), stale_cache_key(user_id), generation_key(user_id)]
+        if self._by_slot and not (isinstance(connections, PackedIds) and connections.by_slot):
+            raise ValueError("This cache keeps lists in slot order: pass slot_ordered(ids).")
+        keys = [
+            self._fresh_key(user_id),
+            stale_cache_key(user_id, by_slot=self._by_slot),
+            generation_key(user_id),
+        ]
         args: list[bytes | str | int] = [
             pack_ids(connections),
             self._fresh_ttl,
@@ -97,12 +130,12 @@ class RedisConnectionCache:
         with boundary("Invalidating cached connections in Redis", dependency=REDIS):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for user in user_ids:
-                    pipe.delete(connections_cache_key(user))
+                    pipe.delete(connections_cache_key(user), slots_cache_key(user))
                     pipe.incr(generation_key(user))
                     pipe.expire(generation_key(user), self._fresh_ttl)
                 await pipe.execute()
 
     async def read_stale(self, user_id: uuid.UUID) -> Sequence[uuid.UUID] | None:
         with boundary("Reading stale connections from Redis", dependency=REDIS):
-            stale = await self._redis.get(stale_cache_key(user_id))
-        return None if stale is None else unpack_ids(stale)
+            stale = await self._redis.get(stale_cache_key(user_id, by_slot=self._by_slot))
+        return None if stale is None else unpack_ids(stale, by_slot=self._by_slot)

@@ -15,7 +15,6 @@ from config.settings import Settings
 from consumers.publish import send_raw
 from consumers.topology import Topology
 from contracts.events import Envelope
-from contracts.keys import connections_cache_key
 from store.connections import PgConnectionSource
 from tests.fakes import FakeClock
 from tests.integration.consumers.helpers import depth
@@ -29,7 +28,7 @@ from tests.integration.feed_over_sqs.helpers import (
     running,
     small_graph,
 )
-from tests.integration.pipelines.feed.helpers import create_post, post_id
+from tests.integration.pipelines.feed.helpers import cached_connections_key, create_post, post_id
 from tests.settings import SettingsFactory
 
 OPEN_SECONDS = 30.0
@@ -71,7 +70,7 @@ async def test_failing_source_falls_back_to_the_stale_cached_list(
     consumer, _ = await feed_worker(stack, sqs, cfg, topo, connection_source=source)
     await send(sqs, topo, await create_post(db, graph.author))
     await asyncio.wait_for(consumer.run(burst=True), 30)
-    assert await feed_redis.delete(connections_cache_key(graph.author)) == 1
+    assert await feed_redis.delete(cached_connections_key(feed_redis, graph.author)) == 1
     # WHEN the source fails and a new post arrives
     source.down = True
     event = await create_post(db, graph.author)

@@ -8,12 +8,14 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from redis.asyncio.cluster import RedisCluster
 
 from config.feed import FeedRedis, build_feed_handler
 from contracts.events import Envelope, PostCreated
-from contracts.keys import feed_key
+from contracts.keys import connections_cache_key, feed_key
 from pipelines.feed.handler import FeedHandler
 from pipelines.feed.ports import ConnectionSource
+from pipelines.feed.redis_cache import slots_cache_key
 from tests.factories import post_created
 from tests.fakes import FakeClock
 from tests.settings import make_settings
@@ -54,6 +56,13 @@ async def create_post(
         author,
     )
     return event
+
+
+def cached_connections_key(client: FeedRedis, user: uuid.UUID) -> str:
+    """Where the feed worker caches `user`'s connections: in slot order on a cluster."""
+    if isinstance(client, RedisCluster):
+        return slots_cache_key(user)
+    return connections_cache_key(user)
 
 
 async def feed(client: FeedRedis, user: uuid.UUID) -> list[str]:

@@ -12,14 +12,16 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 
+import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from config.feed import FeedRedis
 from contracts.keys import feed_key
-from pipelines.feed.cluster_feeds import ClusterFeedStore
+from pipelines.feed.cluster_feeds import ClusterFeedStore, slot_ordered
 from pipelines.feed.ports import FeedStore
-from pipelines.feed.redis_cache import RedisConnectionCache
+from pipelines.feed.redis_cache import RedisConnectionCache, slots_cache_key
 from pipelines.feed.redis_feeds import RedisFeedStore
+from transforms.fanout import PackedIds
 
 
 def _store(client: FeedRedis, max_length: int = 800) -> FeedStore:
@@ -121,3 +123,32 @@ async def test_the_connection_cache_reads_stores_and_invalidates(feed_redis: Fee
     assert (await cache.read(user)).connections is None
     assert not await cache.store_if_unchanged(user, ids[:1], seen.generation)
     assert list(await cache.read_stale(user) or []) == ids
+
+
+async def test_the_slot_ordered_cache_keeps_its_order_under_keys_of_its_own(
+    feed_redis: FeedRedis,
+) -> None:
+    # GIVEN a cache that keeps lists in slot order (a cluster's), and a plain one
+    by_slot = RedisConnectionCache(feed_redis, fresh_ttl=60, stale_ttl=600, by_slot=True)
+    plain = RedisConnectionCache(feed_redis, fresh_ttl=60, stale_ttl=600)
+    user, ids = uuid.uuid4(), _users(50)
+    arranged = slot_ordered(ids)
+
+    # WHEN each stores the user's list
+    assert await by_slot.store_if_unchanged(user, arranged, (await by_slot.read(user)).generation)
+    assert await plain.store_if_unchanged(user, ids, (await plain.read(user)).generation)
+
+    # THEN each reads back its own copy: the slot-ordered one labelled so, for plans
+    fresh, stale = (await by_slot.read(user)).connections, await by_slot.read_stale(user)
+    for copy in (fresh, stale):
+        assert isinstance(copy, PackedIds) and copy.by_slot and copy.packed == arranged.packed
+    other = (await plain.read(user)).connections
+    assert isinstance(other, PackedIds) and not other.by_slot and list(other) == ids
+    # AND a list not in slot order is refused by the slot-ordered cache
+    with pytest.raises(ValueError, match="slot order"):
+        await by_slot.store_if_unchanged(user, ids, b"")
+    # AND one invalidation drops both fresh copies, whichever cache makes it
+    await plain.invalidate(user)
+    assert (await by_slot.read(user)).connections is None
+    assert (await plain.read(user)).connections is None
+    assert await feed_redis.exists(slots_cache_key(user)) == 0

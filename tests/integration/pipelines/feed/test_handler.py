@@ -14,12 +14,13 @@ from prometheus_client import REGISTRY
 
 from config.feed import FeedRedis
 from contracts.events import utcnow
-from contracts.keys import connections_cache_key, feed_key
+from contracts.keys import feed_key
 from contracts.outcomes import ACK, DeadLetter, Retry
 from tests.factories import connection_accepted, post_created, profile_updated
 from tests.integration.pipelines.feed.helpers import (
     add_users,
     build,
+    cached_connections_key,
     connect,
     create_post,
     feed,
@@ -235,14 +236,15 @@ async def test_connection_accepted_invalidates_both_cached_lists(
     handler = await build(stack, feed_redis)
     for author in (a, b):
         assert await handler.handle([await create_post(db, author)]) == [ACK]
-        assert await feed_redis.exists(connections_cache_key(author))
+        assert await feed_redis.exists(cached_connections_key(feed_redis, author))
 
     # WHEN a and b connect and the event is handled
     await connect(db, a, [b])
     assert await handler.handle([connection_accepted(requester_id=a, addressee_id=b)]) == [ACK]
 
     # THEN both caches are gone and the next post of b reaches a
-    assert not await feed_redis.exists(connections_cache_key(a), connections_cache_key(b))
+    for user in (a, b):
+        assert not await feed_redis.exists(cached_connections_key(feed_redis, user))
     event = await create_post(db, b)
     assert await handler.handle([event]) == [ACK]
     assert (await feed(feed_redis, a))[0] == post_id(event)

@@ -9,21 +9,12 @@ import pytest
 
 from contracts.errors import DependencyDown
 from contracts.failures import CONNECTIONS_SERVICE
-from pipelines.feed.breaker import CircuitBreaker
 from pipelines.feed.enrichment import ConnectionLookup
-from tests.fakes import FakeClock, FakeConnectionCache, FakeConnectionSource
+from tests.fakes import FakeConnectionCache, FakeConnectionSource, connections_breaker
 
 
 def lookup(source: FakeConnectionSource, cache: FakeConnectionCache) -> ConnectionLookup:
-    breaker = CircuitBreaker(
-        "connections",
-        failure_rate=0.5,
-        window_seconds=60,
-        min_calls=2,
-        call_timeout=2,
-        open_seconds=30,
-        clock=FakeClock(),
-    )
+    breaker = connections_breaker()
     return ConnectionLookup(source, cache, breaker, dependency=CONNECTIONS_SERVICE)
 
 

@@ -26,7 +26,8 @@ from loadtest.redis_cluster import (
     ClusterError,
     LocalCluster,
 )
-from pipelines.feed.cluster_feeds import ClusterFeedStore
+from pipelines.feed.cluster_feeds import ClusterFeedStore, slot_ordered
+from transforms.fanout import PackedIds
 
 __all__ = [
     "LOOPBACK",
@@ -82,6 +83,10 @@ class ClusterTarget:
                 if time.monotonic() > give_up:
                     return
                 await asyncio.sleep(0.05)
+
+    def arrange(self, ids: PackedIds) -> PackedIds:
+        """The ids as the connection cache holds them on a cluster: in slot order."""
+        return slot_ordered(ids)
 
     async def script_usec(self) -> float:
         """CPU time the masters have spent in EVALSHA so far, in µs (all masters summed)."""

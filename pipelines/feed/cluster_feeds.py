@@ -514,9 +514,9 @@ def slot_ordered(ids: Sequence[uuid.UUID]) -> PackedIds:
     1,000 out of 100,000 recipients spans about 160 of the 16,384 slots and
     nearly always goes to one master: one script call per batch instead of one
     per master. The order is a pure function of the set of ids, so a redelivery
-    plans the same batches with the same digests. It costs about 0.6 µs per id
-    (key text, CRC16, sort), paid when the list is read from its source and
-    cached, not per post.
+    plans the same batches with the same digests. It costs 0.7 to 1.5 µs per id
+    (key text, CRC16, sort; `bench.fanout --cluster` prints it), paid when the
+    list is read from its source and cached, not per post.
     """
     if isinstance(ids, PackedIds) and ids.ordered:
         chunks = ids.chunks()
